@@ -1,0 +1,75 @@
+"""The correctness gate: every engine must compute the reference's function before it is timed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from infermeter.errors import UninformativeReference
+
+# (max abs error relative to the reference's output range, min top-1 agreement) per precision.
+TOLERANCES = {"fp32": (1e-3, 1.0), "fp16": (3e-2, 0.75), "int8": (1e-1, 0.6)}
+
+
+@dataclass
+class CheckResult:
+    max_abs_err: float
+    rel_err: float
+    top1_agreement: float | None
+    status: str  # "pass" / "mismatch"
+    detail: str = ""
+
+    def row_fields(self) -> dict:
+        return {"max_abs_err": self.max_abs_err, "rel_err": self.rel_err,
+                "top1_agreement": self.top1_agreement, "check_status": self.status}
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    return a.reshape(a.shape[0], -1)
+
+
+def assert_informative(reference: np.ndarray, task: str = "classification") -> dict:
+    """Raise UninformativeReference unless the reference's outputs differ across the check inputs.
+    For classifiers, the top-1 class must differ between at least two inputs; for any model, the
+    spread across inputs must stand well above float rounding."""
+    ref = _flat(reference)
+    if ref.shape[0] < 2:
+        raise UninformativeReference("the reference needs at least 2 check inputs")
+    spread = float(np.max(np.std(ref, axis=0)))
+    scale = float(np.max(np.abs(ref))) or 1.0
+    facts = {"reference_spread": spread, "reference_scale": scale}
+    if spread <= 1e-6 * scale:
+        raise UninformativeReference(
+            f"reference outputs are the same for all {ref.shape[0]} check inputs (spread {spread:.3g} vs scale "
+            f"{scale:.3g}): any engine would pass a comparison; calibrate or load real weights")
+    if task == "classification" and ref.shape[1] > 1:
+        classes = np.unique(np.argmax(ref, axis=1))
+        facts["reference_distinct_top1"] = int(classes.size)
+        if classes.size < 2:
+            raise UninformativeReference(
+                f"reference predicts class {int(classes[0])} for all {ref.shape[0]} check inputs: "
+                "a comparison would prove nothing")
+    return facts
+
+
+def compare(reference: np.ndarray, got: np.ndarray, precision: str, task: str = "classification") -> CheckResult:
+    ref, out = _flat(reference), _flat(got)
+    if ref.shape != out.shape:
+        return CheckResult(float("nan"), float("nan"), None, "mismatch",
+                           f"output shape {tuple(np.shape(got))} differs from reference {tuple(np.shape(reference))}")
+    if not np.all(np.isfinite(out)):
+        return CheckResult(float("nan"), float("nan"), None, "mismatch", "engine output has NaN or inf")
+    diff = np.abs(ref - out)
+    max_abs = float(diff.max())
+    scale = float(np.max(np.abs(ref))) or 1.0
+    rel = max_abs / scale
+    top1 = None
+    if task == "classification" and ref.shape[1] > 1:
+        top1 = float(np.mean(np.argmax(ref, axis=1) == np.argmax(out, axis=1)))
+    tol_rel, tol_top1 = TOLERANCES.get(precision, TOLERANCES["fp32"])
+    ok = rel <= tol_rel and (top1 is None or top1 >= tol_top1)
+    detail = "" if ok else f"rel err {rel:.3g} (limit {tol_rel:g})" + (
+        f", top-1 agreement {top1:.2f} (limit {tol_top1:g})" if top1 is not None else "")
+    return CheckResult(max_abs, rel, top1, "pass" if ok else "mismatch", detail)

@@ -1,0 +1,116 @@
+"""One config object for a run: the same dataclass behind the CLI, config files and the Python API."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+
+from infermeter.errors import BadInput
+
+SCENARIOS = ("offline", "single-stream", "multi-stream", "server")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "fp16", "int8")
+IO_MODES = ("host", "device")
+
+
+def _help(text: str, **kw):
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass
+class RunConfig:
+    model: str = _help("model name, path to an .onnx file, or a model folder", default="mobilenet_v3_large")
+    engines: list[str] = _help("engine names, or ['all'] for every engine available here", default_factory=lambda: ["all"])
+    precisions: list[str] = _help("precisions; ['auto'] = every precision each engine supports on the device",
+                                  default_factory=lambda: ["auto"])
+    device: str = _help("cpu, cuda, or auto (cuda when a GPU is visible)", default="auto")
+    gpu_id: int | None = _help("physical GPU index as nvidia-smi shows it", default=None)
+    batch_sizes: list[int] = _help("batch sizes to sweep", default_factory=lambda: [1, 8, 32])
+    scenarios: list[str] = _help("load scenarios", default_factory=lambda: ["offline"])
+    streams: list[int] = _help("concurrent clients for multi-stream", default_factory=lambda: [1])
+    target_qps: list[float] = _help("arrival rates for the server scenario", default_factory=list)
+    latency_bound_ms: float | None = _help("p99 bound the server scenario must meet", default=None)
+    warmup: int = _help("warm-up iterations", default=10)
+    warmup_time: float | None = _help("warm-up seconds (overrides --warmup)", default=None)
+    iterations: int | None = _help("measured iterations", default=None)
+    time_s: float | None = _help("measured seconds", default=None)
+    min_iterations: int = _help("measured iterations at least, whatever the time", default=10)
+    target_ci: float | None = _help("run until the 95% CI half-width is within this fraction of the mean", default=None)
+    max_time: float = _help("upper bound in seconds for --target-ci runs", default=60.0)
+    results_dir: str = _help("results root", default_factory=lambda: os.environ.get("INFERMETER_RESULTS_DIR", "benchmark_results"))
+    cache_dir: str = _help("artifact cache", default_factory=lambda: os.environ.get(
+        "INFERMETER_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "infermeter")))
+    json_path: str | None = _help("also write all rows as JSON here", default=None)
+    resume: bool = _help("skip cells already in results.csv", default=False)
+    timeout_s: float = _help("per-cell time limit in seconds", default=900.0)
+    weights: str | None = _help("weights file or checkpoint folder; default: seeded synthetic weights", default=None)
+    seed: int = _help("seed for synthetic weights and inputs", default=0)
+    image: str | None = _help("photograph to build inputs from", default=None)
+    input_shapes: list[list[list[int]]] | None = _help("input shape sets; each set is one experiment", default=None)
+    seq_len: int = _help("sequence length for text models", default=128)
+    power_interval_ms: float = _help("telemetry sampling interval (floor 50 ms)", default=100.0)
+    energy_time: float = _help("minimum energy window; shorter cells get an extra energy pass", default=5.0)
+    cooldown_s: float = _help("pause between cells", default=0.0)
+    idle_time: float = _help("seconds of idle baseline before the sweep (0 = none)", default=2.0)
+    num_threads: int | None = _help("intra-op threads per engine; default: all cores", default=None)
+    io: str = _help("host: input copies inside the timed region; device: inputs resident on the device", default="host")
+    loadgen: bool = _help("drive the scenario through mlcommons-loadgen", default=False)
+    check_samples: int = _help("distinct inputs for the correctness gate", default=8)
+    worker_memory_limit_mb: int | None = _help("address-space limit for each worker", default=None)
+    quiet: bool = _help("no progress bar", default=False)
+    command: str = _help("the command line that started the run", default="")
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise BadInput(f"--device: unknown {self.device!r}; choose from {', '.join(DEVICES)}")
+        for s in self.scenarios:
+            if s not in SCENARIOS:
+                raise BadInput(f"--scenario: unknown {s!r}; choose from {', '.join(SCENARIOS)}")
+        for p in self.precisions:
+            if p not in PRECISIONS + ("auto",):
+                raise BadInput(f"--precisions: unknown {p!r}; choose from {', '.join(PRECISIONS)}")
+        if self.io not in IO_MODES:
+            raise BadInput(f"--io: unknown {self.io!r}; choose from {', '.join(IO_MODES)}")
+        if self.gpu_id is not None and self.gpu_id < 0:
+            raise BadInput(f"--gpu-id: {self.gpu_id} is negative")
+        for name in ("batch_sizes", "streams"):
+            vals = getattr(self, name)
+            if not vals or any((not isinstance(v, int)) or v <= 0 for v in vals):
+                raise BadInput(f"--{name.replace('_', '-')}: must be positive integers, got {vals}")
+        if "server" in self.scenarios and not self.target_qps:
+            raise BadInput("--scenario server needs --target-qps")
+        for name in ("warmup", "min_iterations", "check_samples"):
+            if getattr(self, name) < 0:
+                raise BadInput(f"--{name.replace('_', '-')}: must not be negative")
+        for name in ("iterations",):
+            v = getattr(self, name)
+            if v is not None and v <= 0:
+                raise BadInput(f"--{name}: must be positive, got {v}")
+        for name in ("time_s", "warmup_time", "target_ci", "latency_bound_ms"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise BadInput(f"--{name.replace('_s', '').replace('_', '-')}: must be positive, got {v}")
+        if self.target_ci is not None and self.target_ci >= 1:
+            raise BadInput(f"--target-ci: a fraction below 1 (0.01 = 1%), got {self.target_ci}")
+        if not self.max_time > 0 or not self.timeout_s > 0:
+            raise BadInput("--max-time and --timeout must be positive")
+        if self.power_interval_ms < 50:
+            raise BadInput(f"--power-interval-ms: {self.power_interval_ms} is below the 50 ms floor "
+                           "(NVML's readings do not update faster)")
+        if self.seq_len <= 0:
+            raise BadInput(f"--seq-len: must be positive, got {self.seq_len}")
+        if self.check_samples < 2:
+            raise BadInput("--check-samples: at least 2 distinct inputs are needed to prove the reference informative")
+        if self.num_threads is not None and self.num_threads <= 0:
+            raise BadInput(f"--num-threads: must be positive, got {self.num_threads}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise BadInput(f"config: unknown field(s) {', '.join(unknown)}")
+        return cls(**data)

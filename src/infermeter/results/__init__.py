@@ -1,0 +1,1 @@
+"""Result rows, their writers and the run's environment fingerprint."""
