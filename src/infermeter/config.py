@@ -25,6 +25,7 @@ class RunConfig:
                                   default_factory=lambda: ["auto"])
     device: str = _help("cpu, cuda, or auto (cuda when a GPU is visible)", default="auto")
     gpu_id: int | None = _help("physical GPU index as nvidia-smi shows it", default=None)
+    device_label: str | None = _help("name the device in results (e.g. to compare settings on one machine)", default=None)
     batch_sizes: list[int] = _help("batch sizes to sweep", default_factory=lambda: [1, 8, 32])
     scenarios: list[str] = _help("load scenarios", default_factory=lambda: ["offline"])
     streams: list[int] = _help("concurrent clients for multi-stream", default_factory=lambda: [1])
@@ -58,6 +59,7 @@ class RunConfig:
     check_samples: int = _help("distinct inputs for the correctness gate", default=8)
     worker_memory_limit_mb: int | None = _help("address-space limit for each worker", default=None)
     quiet: bool = _help("no progress bar", default=False)
+    model_extra: dict = _help("model-specific options (e.g. tiny BERT sizes for tests)", default_factory=dict)
     command: str = _help("the command line that started the run", default="")
 
     def __post_init__(self) -> None:

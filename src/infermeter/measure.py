@@ -1,0 +1,166 @@
+"""The measurement protocol for one cell, written down once.
+
+1. Inputs: a pool of distinct preprocessed samples, batched and staged before timing, rotated.
+2. The cold first call at a batch size is its own figure (first_inference_ms), never part of the stats.
+3. The scenario warms up, then measures until its stopping rule is met (scenarios/).
+4. Telemetry brackets exactly the measured window; a window shorter than --energy-time gets a
+   separate energy pass, and the row says so.
+5. Per-request latencies and the power trace are written atomically beside the row.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from infermeter.results.schema import empty_row
+from infermeter.results.writer import atomic_write_csv
+
+POOL_MAX_ITEMS = 256
+
+
+class CellMeasurer:
+    def __init__(self, cfg, dev, model, engine, monitor, check, job: dict):
+        self.cfg, self.dev, self.model, self.engine = cfg, dev, model, engine
+        self.monitor, self.check, self.job = monitor, check, job
+        self.out_dir = Path(job["out_dir"])
+        max_batch = max(c["batch_size"] for c in job["cells"])
+        self.pool = model.sample_pool(min(POOL_MAX_ITEMS, max(32, 4 * max_batch)))
+        self.first_ms: dict[int, float] = {}
+        self.staged_cache: dict[int, list] = {}
+
+    # ---- rows ---------------------------------------------------------------------------------
+    def base_row(self, cell: dict) -> dict:
+        row = empty_row()
+        row.update({
+            "run_id": self.job["run_id"], "cell_id": cell["cell_id"],
+            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "model": self.model.name, "weights": self.model.weights_id(), "input_shape": self.model.shape_tag(),
+            "engine": self.job["engine"], "precision": self.job["precision"], "device": self.dev.kind,
+            "device_name": self.job["device_label"], "gpu_id": self.dev.gpu_id, "scenario": cell["scenario"],
+            "batch_size": cell["batch_size"], "streams": cell["streams"], "target_qps": cell.get("target_qps"),
+            "io": self.cfg.io, "build_s": self.engine.build_s, "load_s": self.engine.load_s,
+        })
+        row.update(self.check.row_fields())
+        return row
+
+    def failed_row(self, cell: dict, error: str) -> dict:
+        row = self.base_row(cell)
+        row.update(status="failed", error=error)
+        return row
+
+    # ---- inputs -------------------------------------------------------------------------------
+    def staged_batches(self, batch: int) -> list:
+        if batch not in self.staged_cache:
+            distinct = max(2, min(16, len(self.pool) // batch))
+            self.staged_cache = {batch: [self.engine.stage(self.model.make_batch(self.pool, batch, i))
+                                         for i in range(distinct)]}
+        return self.staged_cache[batch]
+
+    # ---- the cell -----------------------------------------------------------------------------
+    def measure(self, cell: dict) -> dict:
+        from infermeter.scenarios import Budget, Load, run_scenario
+
+        cfg = self.cfg
+        bs, scenario = cell["batch_size"], cell["scenario"]
+        row = self.base_row(cell)
+        staged = self.staged_batches(bs)
+
+        if bs not in self.first_ms:  # the cold call: compilation, allocation, autotuning
+            t0 = time.perf_counter()
+            self.engine.infer(staged[0])
+            self.first_ms[bs] = (time.perf_counter() - t0) * 1e3
+        row["first_inference_ms"] = self.first_ms[bs]
+
+        n_clients = cell["streams"] if scenario in ("multi-stream", "server") else 1
+        load = Load(clients=self.engine.make_clients(n_clients), inputs=lambda i: staged[i % len(staged)],
+                    batch_size=bs)
+        budget = Budget(warmup=cfg.warmup, warmup_time=cfg.warmup_time, iterations=cfg.iterations,
+                        time_s=cfg.time_s, min_iterations=cfg.min_iterations, target_ci=cfg.target_ci,
+                        max_time=cfg.max_time)
+
+        self.reset_allocator_peak()
+        self.monitor.start()
+        res = run_scenario(scenario, load, budget, target_qps=cell.get("target_qps"),
+                           latency_bound_ms=cfg.latency_bound_ms, seed=cfg.seed, use_loadgen=cfg.loadgen)
+        tel = self.monitor.stop(res.t_start, res.t_end, res.items, allocator_peak_mb=self.allocator_peak_mb())
+        energy_tel = tel
+        if self.monitor.energy_pass_needed(res.duration_s, cfg.energy_time):
+            energy_tel = self.energy_pass(load, cfg.energy_time)
+
+        row.update({
+            "iterations": res.requests, "items": res.items, "duration_s": res.duration_s,
+            "throughput_items_s": res.throughput_items_s, "achieved_qps": res.achieved_qps,
+            "ci95_rel": res.ci95_rel, "latency_bound_ms": cfg.latency_bound_ms if scenario == "server" else None,
+            "latency_bound_met": res.latency_bound_met,
+        })
+        row.update(res.stats)
+        row.update(tel.row)
+        if energy_tel is not tel:  # energy fields from the longer pass; memory/util from the timed window
+            for k in ("energy_j", "energy_net_j", "energy_per_item_j", "items_per_j", "power_avg_w", "power_peak_w",
+                      "power_idle_w", "energy_window_s", "energy_trace_vs_counter_rel", "power_field",
+                      "energy_source"):
+                row[k] = energy_tel.row.get(k)
+            row["energy_pass"] = f"separate {energy_tel.row.get('energy_window_s') or 0:.1f} s pass (timed window " \
+                                 f"{res.duration_s:.2f} s < --energy-time {cfg.energy_time:g} s)"
+        if self.dev.kind == "cuda":
+            row.update(self.stage_split(bs))
+        row["status"] = "ok" if self.check.status == "pass" else "mismatch"
+        if row["status"] == "mismatch":
+            row["error"] = f"correctness check: {self.check.detail}"
+        if res.extra.get("ci_target_reached") is False:
+            row["error"] = (row["error"] + "; " if row["error"] else "") + \
+                f"--target-ci {cfg.target_ci} not reached within --max-time {cfg.max_time:g} s"
+
+        self.write_traces(cell["cell_id"], res, energy_tel if energy_tel is not tel else tel)
+        if "loadgen" in res.extra:
+            from infermeter.results.writer import atomic_write_json
+
+            atomic_write_json(self.out_dir / "loadgen" / f"{cell['cell_id']}.json", res.extra["loadgen"])
+        return row
+
+    def energy_pass(self, load, seconds: float):
+        """Repeat the offline loop for at least `seconds` so the energy counter's steps do not dominate."""
+        client = load.clients[0]
+        self.monitor.start()
+        t0 = time.perf_counter()
+        i = items = 0
+        while time.perf_counter() - t0 < seconds:
+            client(load.inputs(i))
+            i += 1
+            items += load.batch_size
+        t1 = time.perf_counter()
+        return self.monitor.stop(t0, t1, items)
+
+    def stage_split(self, batch: int) -> dict:
+        """trtexec-style H2D / compute / D2H medians, where the engine can split them."""
+        host = self.model.make_batch(self.pool, batch, 0)
+        samples = [self.engine.staged_timings(host) for _ in range(10)]
+        samples = [s for s in samples if s]
+        if not samples:
+            return {}
+        return {f"{k}_ms": float(np.median([s[k] for s in samples])) for k in ("h2d", "compute", "d2h")
+                if all(k in s for s in samples)}
+
+    def reset_allocator_peak(self) -> None:
+        fn = getattr(self.engine, "reset_allocator_peak", None)
+        if fn:
+            fn()
+
+    def allocator_peak_mb(self) -> float | None:
+        fn = getattr(self.engine, "allocator_peak_mb", None)
+        return fn() if fn else None
+
+    def write_traces(self, cell_id: str, res, tel) -> None:
+        lat = np.asarray(res.latencies_ms, dtype=float)
+        issue = np.asarray(getattr(res, "issue_times_s", None) if getattr(res, "issue_times_s", None) is not None
+                           else np.full(lat.shape, np.nan), dtype=float)
+        atomic_write_csv(self.out_dir / "latency" / f"{cell_id}.csv", ["request", "issue_time_s", "latency_ms"],
+                         ([i, float(issue[i]) if i < len(issue) else None, float(v)] for i, v in enumerate(lat)))
+        if tel.trace:
+            cols = list(tel.trace[0].keys())
+            atomic_write_csv(self.out_dir / "power" / f"{cell_id}.csv", cols, ([s.get(c) for c in cols]
+                                                                               for s in tel.trace))

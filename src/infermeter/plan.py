@@ -1,0 +1,84 @@
+"""Expand a RunConfig into the grid of cells, grouped by (input shape, engine, precision)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from infermeter.config import RunConfig
+from infermeter.errors import BadInput
+from infermeter.parsing import safe_name
+
+
+@dataclass
+class Group:
+    model: object  # models.base.Model for one input-shape experiment
+    engine: str
+    precision: str
+    cells: list[dict] = field(default_factory=list)
+    skip_reason: str | None = None  # set: every cell becomes a 'skipped' row
+
+
+def cell_id(engine: str, precision: str, scenario: str, batch: int, streams: int, qps: float | None,
+            shape_tag: str) -> str:
+    parts = [engine, precision, scenario, f"b{batch}"]
+    if scenario in ("multi-stream", "server"):
+        parts.append(f"s{streams}")
+    if qps is not None:
+        parts.append(f"q{qps:g}")
+    parts.append(shape_tag)
+    return safe_name("_".join(parts))
+
+
+def scenario_cells(cfg: RunConfig, engine: str, precision: str, shape_tag: str) -> list[dict]:
+    cells = []
+    for scenario in cfg.scenarios:
+        streams_list = cfg.streams if scenario in ("multi-stream", "server") else [1]
+        qps_list = cfg.target_qps if scenario == "server" else [None]
+        for bs in cfg.batch_sizes:
+            for streams in streams_list:
+                for qps in qps_list:
+                    cells.append({"cell_id": cell_id(engine, precision, scenario, bs, streams, qps, shape_tag),
+                                  "scenario": scenario, "batch_size": bs, "streams": streams, "target_qps": qps})
+    return cells
+
+
+def resolve_engine_names(cfg: RunConfig, registered: dict) -> list[str]:
+    if cfg.engines == ["all"]:
+        return list(registered)
+    for e in cfg.engines:
+        if e not in registered:
+            raise BadInput(f"--engines: unknown engine {e!r}; choose from {', '.join(registered)} or all")
+    return list(cfg.engines)
+
+
+def plan(cfg: RunConfig, models: list, device_kind: str) -> list[Group]:
+    from infermeter.engines import load_all
+
+    registered = load_all()
+    names = resolve_engine_names(cfg, registered)
+    groups: list[Group] = []
+    for model in models:
+        tag = model.shape_tag()
+        for name in names:
+            cls = registered[name]
+            ok, why = cls.available()
+            declared = cls.precisions.get(device_kind, ())
+            precisions = list(declared) if cfg.precisions == ["auto"] else list(cfg.precisions)
+            if not precisions:  # engine has nothing for this device: one skipped group says why
+                precisions = ["fp32"]
+            for p in precisions:
+                g = Group(model, name, p, scenario_cells(cfg, name, p, tag))
+                limit = getattr(model, "max_batch", lambda: None)()
+                too_big = [c for c in g.cells if limit is not None and c["batch_size"] > limit]
+                if not ok:
+                    g.skip_reason = why
+                else:
+                    sup, why2 = cls.supports(model, p, device_kind)
+                    if not sup:
+                        g.skip_reason = why2
+                groups.append(g)
+                if too_big and not g.skip_reason:  # a graph with a fixed batch size cannot take larger batches
+                    g.cells = [c for c in g.cells if c not in too_big]
+                    groups.append(Group(model, name, p, too_big,
+                                        f"the model's batch axis is fixed at {limit}; batch > {limit} cannot run"))
+    return groups

@@ -1,0 +1,184 @@
+"""The child process: build one engine session, gate it against the reference, measure its cells.
+
+One worker serves one (model, engine, precision) group and streams a row back per cell over a pipe,
+so a crash loses at most the cell in progress. TensorFlow and torch never meet in one process: the
+sweep starts a fresh worker for every group (and one 'prepare' worker per model for its artifacts).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+# Messages child -> parent: (kind, payload)
+#   ("info", dict)            facts for run.json (engine settings, artifact facts, telemetry)
+#   ("cell-start", cell_id)   the parent's per-cell timeout starts now
+#   ("row", dict)             a finished cell
+#   ("group-failed", str)     the session could not be built: every remaining cell fails with this
+#   ("bad-input", str)        the run must stop: one line for the user (e.g. uninformative reference)
+#   ("done", None)
+
+OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "std::bad_alloc",
+               "failed to allocate", "oom")
+
+
+def describe_exception(e: BaseException) -> str:
+    text = f"{type(e).__name__}: {e}".strip().splitlines()[0] if str(e) else type(e).__name__
+    if isinstance(e, MemoryError) or any(m in text.lower() for m in OOM_MARKERS):
+        return f"out of memory ({text[:300]})"
+    return text[:500]
+
+
+def _redirect_output(log_path: str | None) -> None:
+    """Framework chatter goes to the group's log file, not the user's terminal."""
+    if not log_path:
+        return
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _limit_memory(limit_mb: int | None) -> None:
+    if limit_mb:
+        import resource
+
+        limit = int(limit_mb) * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def main(job: dict, conn, log_path: str | None = None) -> None:
+    """Entry point of the worker process (multiprocessing 'spawn')."""
+    os.environ.update(job.get("env", {}))  # before any framework import: CUDA_VISIBLE_DEVICES etc.
+    _redirect_output(log_path)
+    _limit_memory(job["config"].get("worker_memory_limit_mb"))
+
+    def send(kind, payload=None):
+        conn.send((kind, payload))
+
+    try:
+        if job["kind"] == "prepare":
+            prepare_artifacts(job, send)
+        else:
+            run_engine_group(job, send)
+        send("done")
+    except BaseException as e:  # the parent must always hear why
+        from infermeter.errors import BadInput, UninformativeReference
+
+        traceback.print_exc()
+        if isinstance(e, (BadInput, UninformativeReference)):
+            send("bad-input", str(e))
+        else:
+            send("group-failed", describe_exception(e))
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        conn.close()
+
+
+def _model_from_job(job: dict):
+    from infermeter.models.base import ModelOptions
+    from infermeter.models.registry import resolve_model
+
+    return resolve_model(job["model"], ModelOptions(**job["model_options"]))
+
+
+def prepare_artifacts(job: dict, send) -> None:
+    """Build the model's artifacts in its source framework and prove the reference informative."""
+    from infermeter.artifacts import ArtifactStore
+    from infermeter.check import assert_informative
+    from infermeter.models.reference import read_reference
+
+    model = _model_from_job(job)
+    store = ArtifactStore(job["config"]["cache_dir"], model.key())
+    facts = model.build_artifacts(store, set(job["kinds"])) or {}
+    _, ref = read_reference(store)
+    facts.update(assert_informative(ref, model.task))
+    facts["built_s"] = dict(store.built)
+    send("info", {"artifacts": facts})
+
+
+def _check(engine, model, store, precision: str, max_batch: int):
+    """Run the engine on the K reference inputs (in chunks the session accepts) and compare."""
+    import numpy as np
+
+    from infermeter.check import compare
+    from infermeter.models.reference import read_reference
+
+    inputs, ref = read_reference(store)
+    k = len(ref)
+    chunk = max(1, min(k, max_batch))
+    outs = []
+    for s in range(0, k, chunk):
+        part = {n: a[s:s + chunk] for n, a in inputs.items()}
+        got = engine.to_numpy(engine.infer(engine.stage(part)))
+        outs.append(np.asarray(got, dtype=np.float64)[: len(next(iter(part.values())))])
+    return compare(ref, np.concatenate(outs, axis=0), precision, model.task)
+
+
+def run_engine_group(job: dict, send) -> None:
+    from infermeter.artifacts import ArtifactStore
+    from infermeter.config import RunConfig
+    from infermeter.device import DeviceInfo
+    from infermeter.engines import EngineContext, get_engine
+    from infermeter.telemetry import open_monitor
+
+    cfg = RunConfig.from_dict(job["config"])
+    dev = DeviceInfo(**job["device"])
+    model = _model_from_job(job)
+    store = ArtifactStore(cfg.cache_dir, model.key())
+    cells = job["cells"]
+    precision = job["precision"]
+    max_batch = max(c["batch_size"] for c in cells)
+    max_streams = max(c["streams"] for c in cells)
+    ctx = EngineContext(device=dev.kind, gpu_id=dev.gpu_id, num_threads=cfg.num_threads, io=cfg.io,
+                        cache_dir=cfg.cache_dir, extra={"streams": max_streams})
+    engine = get_engine(job["engine"])(ctx)
+
+    t0 = time.perf_counter()
+    engine.prepare(model, store, precision, max_batch)
+    prepare_s = time.perf_counter() - t0
+    if engine.build_s is None and engine.load_s is None:
+        engine.load_s = prepare_s
+    check = _check(engine, model, store, precision, max_batch)
+
+    monitor = open_monitor(dev, cfg.power_interval_ms, os.getpid())
+    try:
+        if cfg.idle_time > 0:
+            monitor.measure_idle(cfg.idle_time)
+        from infermeter.sweep import engine_key
+
+        send("info", {"engine": {engine_key(job["engine"], precision, model.shape_tag()): {
+            "settings": engine.info, "build_s": engine.build_s, "load_s": engine.load_s,
+            "check": {**check.row_fields(), "detail": check.detail}}},
+            "telemetry": monitor.run_info()})
+        from infermeter.measure import CellMeasurer
+
+        measurer = CellMeasurer(cfg, dev, model, engine, monitor, check, job)
+        for cell in cells:
+            send("cell-start", cell["cell_id"])
+            try:
+                row = measurer.measure(cell)
+            except Exception as e:  # the cell fails; the session may still serve the next one
+                traceback.print_exc()
+                row = measurer.failed_row(cell, describe_exception(e))
+            send("row", row)
+            if cfg.cooldown_s > 0:
+                time.sleep(cfg.cooldown_s)
+    finally:
+        monitor.close()
+        engine.close()
+
+
+def job_summary(job: dict) -> str:
+    return f"{job.get('engine', 'prepare')}/{job.get('precision', '-')} on {job['model']}"
+
+
+__all__ = ["main", "describe_exception", "asdict"]
