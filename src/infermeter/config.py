@@ -6,6 +6,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 
 from infermeter.errors import BadInput
+from infermeter.parsing import input_shape_sets, input_shapes, name_list, positive_float_list, positive_int_list
 
 SCENARIOS = ("offline", "single-stream", "multi-stream", "server")
 DEVICES = ("auto", "cpu", "cuda")
@@ -63,6 +64,8 @@ class RunConfig:
     command: str = _help("the command line that started the run", default="")
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
         if self.device not in DEVICES:
             raise BadInput(f"--device: unknown {self.device!r}; choose from {', '.join(DEVICES)}")
         for s in self.scenarios:
@@ -116,3 +119,70 @@ class RunConfig:
         if unknown:
             raise BadInput(f"config: unknown field(s) {', '.join(unknown)}")
         return cls(**data)
+
+
+def _flag(name: str) -> str:
+    return "--" + {"time_s": "time", "timeout_s": "timeout", "cooldown_s": "cooldown", "json_path": "json",
+                   "scenarios": "scenario"}.get(name, name).replace("_", "-")
+
+
+def _coerce(name: str, annotation: str, value):
+    """Check a value against its field's type; accept the string forms config files and env use."""
+    flag = _flag(name)
+    optional = "None" in annotation
+    if value is None:
+        if optional:
+            return None
+        raise BadInput(f"{flag}: a value is required")
+    base = annotation.replace(" | None", "")
+    if base == "list[int]":
+        if isinstance(value, str):
+            return positive_int_list(value, flag)
+        value = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise BadInput(f"{flag}: expected a list of integers, got {value!r}")
+        return value
+    if base == "list[float]":
+        if isinstance(value, str):
+            return positive_float_list(value, flag)
+        value = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+        if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                  and v > 0 for v in value):
+            raise BadInput(f"{flag}: expected a list of positive numbers, got {value!r}")
+        return [float(v) for v in value]
+    if base == "list[str]":
+        if isinstance(value, str):
+            return name_list(value, flag)
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            raise BadInput(f"{flag}: expected a list of names, got {value!r}")
+        return value
+    if base == "list[list[list[int]]]":
+        if isinstance(value, str):
+            return input_shape_sets(value)
+        if not isinstance(value, list) or not value:
+            raise BadInput(f"{flag}: expected shapes like [[1,224,224,3]], got {value!r}")
+        import json
+
+        return [input_shapes(",".join(json.dumps(s) for s in shape_set)) if isinstance(shape_set, list)
+                and shape_set else input_shapes(repr(shape_set)) for shape_set in value]
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise BadInput(f"{flag}: expected true or false, got {value!r}")
+        return value
+    if base == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadInput(f"{flag}: expected an integer, got {value!r}")
+        return value
+    if base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise BadInput(f"{flag}: expected a number, got {value!r}")
+        return float(value)
+    if base == "str":
+        if not isinstance(value, str):
+            raise BadInput(f"{flag}: expected text, got {value!r}")
+        return value
+    if base == "dict":
+        if not isinstance(value, dict):
+            raise BadInput(f"{flag}: expected a mapping, got {value!r}")
+        return value
+    return value

@@ -26,8 +26,11 @@ def builtin_models() -> dict[str, type[Model]]:
     for name, target in BUILTIN.items():
         try:
             out[name] = _load(target)
-        except (ModuleNotFoundError, AttributeError):
-            continue  # a model module not present in this install
+        except ModuleNotFoundError as e:
+            if e.name != target.split(":")[0]:
+                raise  # a real import error inside the module must not hide as "unknown model"
+        except AttributeError:
+            continue
     return out
 
 
