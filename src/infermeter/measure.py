@@ -102,7 +102,7 @@ class CellMeasurer:
         if energy_tel is not tel:  # energy fields from the longer pass; memory/util from the timed window
             for k in ("energy_j", "energy_net_j", "energy_per_item_j", "items_per_j", "power_avg_w", "power_peak_w",
                       "power_idle_w", "energy_window_s", "energy_trace_vs_counter_rel", "power_field",
-                      "energy_source"):
+                      "energy_source", "throttle_reasons", "rapl_energy_j", "telemetry_notes"):
                 row[k] = energy_tel.row.get(k)
             row["energy_pass"] = f"separate {energy_tel.row.get('energy_window_s') or 0:.1f} s pass (timed window " \
                                  f"{res.duration_s:.2f} s < --energy-time {cfg.energy_time:g} s)"
