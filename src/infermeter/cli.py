@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="cross-device table")
     cmp_.add_argument("dirs", nargs="+")
     cmp_.add_argument("--xlsx")
-    cmp_.add_argument("--metric", default="throughput_items_s")
+    cmp_.add_argument("--metric", default=None, help="one metric (default: throughput, p99 latency and items/J)")
     return p
 
 

@@ -85,7 +85,8 @@ class CellMeasurer:
         self.reset_allocator_peak()
         self.monitor.start()
         res = run_scenario(scenario, load, budget, target_qps=cell.get("target_qps"),
-                           latency_bound_ms=cfg.latency_bound_ms, seed=cfg.seed, use_loadgen=cfg.loadgen)
+                           latency_bound_ms=cfg.latency_bound_ms, seed=cfg.seed, use_loadgen=cfg.loadgen,
+                           loadgen_outdir=(self.out_dir / "loadgen" / cell["cell_id"]) if cfg.loadgen else None)
         tel = self.monitor.stop(res.t_start, res.t_end, res.items, allocator_peak_mb=self.allocator_peak_mb())
         energy_tel = tel
         if self.monitor.energy_pass_needed(res.duration_s, cfg.energy_time):

@@ -20,10 +20,16 @@ from infermeter.results.schema import FIELDS, normalise
 def _cell(v) -> str:
     if v is None:
         return ""
-    if isinstance(v, float):
-        return "" if math.isnan(v) else repr(v)
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, float) or type(v).__module__ == "numpy":  # numpy scalars: plain text, not np.float64(...)
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            return str(v)
+        if f.is_integer() and not isinstance(v, float) and "int" in type(v).__name__:
+            return str(int(f))
+        return "" if math.isnan(f) else repr(f)
     return str(v).replace("\n", " ")
 
 

@@ -1,0 +1,141 @@
+"""Read results folders (`<results>/<model>/<device-slug>/`) into pandas.
+
+Empty CSV cells mean "not measured" and stay NaN; they never become 0.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from infermeter.errors import BadInput
+from infermeter.results.schema import CHECK, ENERGY, IDENTITY, MEMORY, TIMING
+
+# Columns that hold text (or true/false) in results.csv; every other schema column is numeric.
+TEXT_COLUMNS = {"run_id", "cell_id", "started_at", "model", "weights", "input_shape", "engine", "precision",
+                "device", "device_name", "scenario", "io", "driver", "latency_bound_met", "energy_pass",
+                "power_field", "throttle_reasons", "energy_source", "check_status", "status", "error"}
+NUMERIC_COLUMNS = [c for c in IDENTITY + TIMING + ENERGY + MEMORY + CHECK if c not in TEXT_COLUMNS]
+
+PathLike = str | Path
+
+
+def _as_paths(dirs: PathLike | Iterable[PathLike]) -> list[Path]:
+    if isinstance(dirs, (str, Path)):
+        return [Path(dirs)]
+    return [Path(d) for d in dirs]
+
+
+def find_result_dirs(dirs: PathLike | Iterable[PathLike]) -> list[Path]:
+    """Every folder holding a results.csv, at or below each given folder, in a stable order."""
+    found: list[Path] = []
+    for d in _as_paths(dirs):
+        if not d.exists():
+            raise BadInput(f"results folder {d} does not exist")
+        if (d / "results.csv").is_file():
+            hits = [d]
+        else:
+            hits = sorted(p.parent for p in d.rglob("results.csv"))
+        if not hits:
+            raise BadInput(f"no results.csv at or below {d}")
+        for h in hits:
+            if h.resolve() not in {f.resolve() for f in found}:
+                found.append(h)
+    return found
+
+
+def load_run_info(result_dir: PathLike) -> dict:
+    """run.json of one device folder (environment fingerprint); FileNotFoundError when it is missing."""
+    path = Path(result_dir) / "run.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no run.json (environment fingerprint missing)")
+    return json.loads(path.read_text())
+
+
+def _device_label(result_dir: Path, info: dict) -> str:
+    dev = info.get("device") or {}
+    return str(dev.get("label") or info.get("device_label") or dev.get("name") or result_dir.name)
+
+
+def _read_results_csv(path: Path) -> pd.DataFrame:
+    text = path.read_text()
+    if text and not text.endswith("\n"):  # a torn last line left by a crash: drop it, as the writer does
+        text = text[: text.rfind("\n") + 1]
+    df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
+    for col in NUMERIC_COLUMNS:
+        if col not in df.columns:
+            df[col] = float("nan")
+            continue
+        raw = df[col]
+        num = pd.to_numeric(raw, errors="coerce")
+        bad = raw.notna() & num.isna()
+        if bad.any():
+            warnings.warn(f"{path}: column {col} has non-numeric values {sorted(set(raw[bad]))[:3]}; "
+                          "read as not measured", stacklevel=3)
+        df[col] = num
+    for col in TEXT_COLUMNS:
+        if col not in df.columns:
+            df[col] = pd.NA
+    return df
+
+
+def load_results(dirs: PathLike | Iterable[PathLike]) -> pd.DataFrame:
+    """All result rows under the given folders, plus `device_label` and `results_dir` columns.
+
+    `dirs` may be device folders or parents holding `<model>/<device>/` folders (searched recursively).
+    When two different folders would get the same device label (e.g. the same CPU run twice with
+    different settings), the folder name is appended so the devices stay apart.
+    """
+    found = []
+    for rdir in find_result_dirs(dirs):
+        try:
+            info = load_run_info(rdir)
+        except (FileNotFoundError, json.JSONDecodeError) as e:
+            warnings.warn(f"{e}; labelling the device by its folder name", stacklevel=2)
+            info = {}
+        found.append((rdir, _device_label(rdir, info)))
+    folders_per_label: dict[str, set[str]] = {}
+    for rdir, label in found:
+        folders_per_label.setdefault(label, set()).add(rdir.name)
+    frames = []
+    for rdir, label in found:
+        if len(folders_per_label[label]) > 1:
+            label = f"{label} ({rdir.name})"
+        df = _read_results_csv(rdir / "results.csv")
+        df["device_label"] = label
+        df["results_dir"] = str(rdir)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def load_latencies(result_dir: PathLike, cell_id: str) -> pd.Series:
+    """Every request's latency in ms for one cell (latency/<cell_id>.csv)."""
+    path = Path(result_dir) / "latency" / f"{cell_id}.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no per-request latencies for cell {cell_id}")
+    return pd.read_csv(path)["latency_ms"].dropna().astype(float)
+
+
+def load_power_trace(result_dir: PathLike, cell_id: str) -> pd.DataFrame:
+    """Telemetry samples for one cell (power/<cell_id>.csv): time_s, power_w, utilisation, memory, clocks."""
+    path = Path(result_dir) / "power" / f"{cell_id}.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no telemetry trace for cell {cell_id}")
+    return pd.read_csv(path).apply(pd.to_numeric, errors="coerce")
+
+
+def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose numbers are results: status ok (a mismatched cell's speed is not a result)."""
+    return df[df["status"] == "ok"]
+
+
+def latest_per_cell(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (device, model, engine, precision, scenario, batch, streams, qps): the last written."""
+    keys = ["device_label", "model", "engine", "precision", "scenario", "batch_size", "streams", "target_qps",
+            "input_shape"]
+    return df.drop_duplicates(subset=[k for k in keys if k in df.columns], keep="last")

@@ -1,0 +1,296 @@
+"""`infermeter report`: PNG plots, Final_Analysis.pdf (matplotlib PdfPages) and the xlsx workbook."""
+
+from __future__ import annotations
+
+import re
+import sys
+import textwrap
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from infermeter.analysis import plots
+from infermeter.analysis.load import find_result_dirs, latest_per_cell, load_results, load_run_info, ok_rows
+from infermeter.analysis.workbook import write_workbook
+from infermeter.errors import BadInput
+
+PDF_NAME = "Final_Analysis.pdf"
+XLSX_NAME = "Final_Analysis.xlsx"
+PAGE = (11.69, 8.27)  # A4 landscape, inches
+TABLE_ROWS_PER_PAGE = 30
+TEXT_LINES_PER_PAGE = 52
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-") or "x"
+
+
+def _num(v, spec: str) -> str:
+    return "–" if pd.isna(v) else format(v, spec)
+
+
+# ---- content -------------------------------------------------------------------------------------
+
+def environment_lines(df: pd.DataFrame) -> list[str]:
+    """One block per device folder, from run.json."""
+    lines = []
+    for rdir, rows in df.groupby("results_dir", sort=False):
+        label = rows["device_label"].iloc[0]
+        models = ", ".join(sorted(rows["model"].dropna().unique()))
+        lines += [f"{label}  —  model(s): {models}", f"  folder: {rdir}"]
+        try:
+            info = load_run_info(rdir)
+        except (FileNotFoundError, ValueError) as e:
+            lines += [f"  run.json unreadable: {e}", ""]
+            continue
+        dev, host, gpu = info.get("device") or {}, info.get("host") or {}, info.get("gpu") or {}
+        lines.append(f"  device: {dev.get('kind', '?')} {dev.get('name', '?')}"
+                     + (f" (gpu id {dev['gpu_id']})" if dev.get("gpu_id") is not None else ""))
+        if host:
+            lines.append(f"  host: {host.get('cpu', '?')}, {host.get('cores_logical', '?')} logical cores, "
+                         f"{host.get('memory_gib', '?')} GiB, {host.get('os', '?')}, Python {host.get('python', '?')}")
+        if gpu:
+            lines.append("  gpu: " + ", ".join(f"{k} {v}" for k, v in gpu.items()))
+        versions = info.get("packages") or info.get("engines") or {}
+        shown = [f"{k} {v if not isinstance(v, dict) else v.get('version', v)}" for k, v in versions.items() if v]
+        if shown:
+            lines += textwrap.wrap("  versions: " + ", ".join(shown), 150, subsequent_indent="    ")
+        im = info.get("infermeter") or {}
+        if im:
+            lines.append(f"  infermeter {im.get('version', '?')} (commit {im.get('git_commit') or 'unknown'})")
+        if info.get("created_at"):
+            lines.append(f"  created: {info['created_at']}")
+        if info.get("command"):
+            lines += textwrap.wrap(f"  command: {info['command']}", 150, subsequent_indent="    ")
+        lines.append("")
+    return lines
+
+
+def results_table(rows: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Per-device table: engine, precision, scenario, batch, throughput, p50/p99, energy/item, check, status."""
+    cols = ["engine", "precision", "scenario", "batch", "throughput (items/s)", "p50 (ms)", "p99 (ms)",
+            "energy/item (mJ)", "check", "status"]
+    body = []
+    for _, r in rows.sort_values(["scenario", "engine", "precision", "batch_size"]).iterrows():
+        batch = str(int(r["batch_size"])) if pd.notna(r["batch_size"]) else "–"
+        if pd.notna(r.get("streams")) and r["streams"] != 1:
+            batch += f" x{int(r['streams'])}"
+        body.append([str(r["engine"]), str(r["precision"]), str(r["scenario"]), batch,
+                     _num(r["throughput_items_s"], ",.1f"), _num(r["latency_ms_p50"], ".3f"),
+                     _num(r["latency_ms_p99"], ".3f"), _num(r["energy_per_item_j"] * 1000, ".3f"),
+                     str(r["check_status"])[:28] if pd.notna(r["check_status"]) else "–", str(r["status"])])
+    return cols, body
+
+
+def _engine_label(r) -> str:
+    return f"{r['engine']} {r['precision']}"
+
+
+def best_by_batch(df: pd.DataFrame) -> pd.DataFrame:
+    """Best engine per (model, device, scenario, batch size) by throughput, by p99 latency and by items/J."""
+    out = []
+    rows = latest_per_cell(ok_rows(df))
+    for (model, dev, scen, batch), g in rows.groupby(["model", "device_label", "scenario", "batch_size"], sort=True):
+        entry = {"model": model, "device": dev, "scenario": scen, "batch_size": int(batch)}
+        for col, metric, pick, spec, unit in (("by throughput", "throughput_items_s", "idxmax", ",.1f", "items/s"),
+                                               ("by p99 latency", "latency_ms_p99", "idxmin", ".3f", "ms"),
+                                               ("by items per joule", "items_per_j", "idxmax", ",.2f", "items/J")):
+            valid = g[g[metric].notna()]
+            if valid.empty:
+                entry[col] = "no energy measurements" if metric == "items_per_j" else "not measured"
+            else:
+                best = valid.loc[getattr(valid[metric], pick)()]
+                entry[col] = f"{_engine_label(best)} ({format(best[metric], spec)} {unit})"
+        out.append(entry)
+    return pd.DataFrame(out)
+
+
+def problem_lines(df: pd.DataFrame) -> list[str]:
+    """Every mismatched or failed cell with its error; skipped cells counted with their reasons."""
+    lines = []
+    bad = df[df["status"].isin(["mismatch", "failed"])]
+    if bad.empty:
+        lines.append("No mismatched or failed cells.")
+    for _, r in bad.iterrows():
+        head = (f"{str(r['status']).upper()}: {r['device_label']} / {r['model']} / {_engine_label(r)} / "
+                f"{r['scenario']} batch {int(r['batch_size']) if pd.notna(r['batch_size']) else '?'}")
+        detail = r["error"] if pd.notna(r["error"]) else "(no error message recorded)"
+        check = f" [check: {r['check_status']}]" if pd.notna(r["check_status"]) else ""
+        lines.append(head)
+        lines += textwrap.wrap(f"{detail}{check}", 140, initial_indent="    ", subsequent_indent="    ")
+    skipped = df[df["status"] == "skipped"]
+    if not skipped.empty:
+        lines += ["", f"Skipped cells: {len(skipped)}"]
+        reasons = skipped.groupby(skipped["error"].fillna("no reason recorded"))
+        for why, g in reasons:
+            engines = ", ".join(sorted({_engine_label(r) for _, r in g.iterrows()}))
+            lines += textwrap.wrap(f"{len(g)} x {why} ({engines})", 140, initial_indent="    ",
+                                   subsequent_indent="      ")
+    return lines
+
+
+# ---- pages ---------------------------------------------------------------------------------------
+
+def _page():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=PAGE)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _text_pages(pdf, title: str, lines: list[str]) -> None:
+    chunks = [lines[i:i + TEXT_LINES_PER_PAGE] for i in range(0, max(len(lines), 1), TEXT_LINES_PER_PAGE)]
+    for n, chunk in enumerate(chunks, start=1):
+        fig = _page()
+        fig.text(0.04, 0.95, title + (f" ({n}/{len(chunks)})" if len(chunks) > 1 else ""), fontsize=15,
+                 weight="bold", va="top")
+        fig.text(0.04, 0.90, "\n".join(chunk), fontsize=7.5, family="monospace", va="top")
+        pdf.savefig(fig)
+
+
+def _table_pages(pdf, title: str, columns: list[str], body: list[list[str]], note: str = "") -> None:
+    if not body:
+        _text_pages(pdf, title, ["(no rows)"])
+        return
+    chunks = [body[i:i + TABLE_ROWS_PER_PAGE] for i in range(0, len(body), TABLE_ROWS_PER_PAGE)]
+    for n, chunk in enumerate(chunks, start=1):
+        fig = _page()
+        fig.text(0.04, 0.96, title + (f" ({n}/{len(chunks)})" if len(chunks) > 1 else ""), fontsize=13,
+                 weight="bold", va="top")
+        if note:
+            fig.text(0.04, 0.92, note, fontsize=8, va="top", color="0.3")
+        ax = fig.add_axes([0.03, 0.03, 0.94, 0.86])
+        ax.axis("off")
+        table = ax.table(cellText=chunk, colLabels=columns, loc="upper center", cellLoc="left")
+        table.auto_set_font_size(False)
+        table.set_fontsize(7)
+        table.auto_set_column_width(list(range(len(columns))))
+        table.scale(1, 1.25)
+        for (row, _), cell in table.get_celld().items():
+            if row == 0:
+                cell.set_facecolor("#DDEBF7")
+                cell.set_text_props(weight="bold")
+        pdf.savefig(fig)
+
+
+def _cover(pdf, df: pd.DataFrame) -> None:
+    fig = _page()
+    devices = list(dict.fromkeys(df["device_label"]))
+    models = sorted(df["model"].dropna().unique())
+    counts = ", ".join(f"{n} {s}" for s, n in df["status"].value_counts().items())
+    fig.text(0.5, 0.62, "Final Analysis", ha="center", fontsize=28, weight="bold")
+    fig.text(0.5, 0.52, f"model(s): {', '.join(models)}", ha="center", fontsize=13)
+    fig.text(0.5, 0.46, f"device(s): {'; '.join(devices)}", ha="center", fontsize=13, wrap=True)
+    fig.text(0.5, 0.40, f"{len(df)} cells: {counts}", ha="center", fontsize=12)
+    fig.text(0.5, 0.30, "Only cells with status ok enter plots, tables of best engines and comparisons;\n"
+             "– means not measured (never zero).", ha="center", fontsize=10, color="0.3")
+    pdf.savefig(fig)
+
+
+# ---- plots ---------------------------------------------------------------------------------------
+
+def _plot_set(df: pd.DataFrame, baseline: str | None) -> list[tuple[str, object]]:
+    """(file stem, figure) for every plot of the report, per model and device, then across devices."""
+    figs = []
+    for (model, dev), rows in df.groupby(["model", "device_label"], sort=False):
+        stem = f"{slug(model)}__{slug(dev)}"
+        good = ok_rows(rows)
+        scenarios = list(dict.fromkeys(good["scenario"].dropna())) or [None]
+        for scen in scenarios:
+            tag = f"{stem}__{slug(scen)}" if scen else stem
+            figs.append((f"throughput__{tag}", plots.plot_throughput(rows, scen)[0]))
+            figs.append((f"latency_percentiles__{tag}", plots.plot_latency_percentiles(rows, scen)[0]))
+            batches = sorted(good[good["scenario"] == scen]["batch_size"].dropna().unique().astype(int))
+            shown = sorted({batches[0], batches[len(batches) // 2], batches[-1]}) if batches else None
+            figs.append((f"latency_distribution__{tag}",
+                         plots.plot_latency_distribution(rows, scen, batch_sizes=shown)[0]))
+            figs.append((f"power_vs_throughput__{tag}", plots.plot_power_vs_throughput(rows, scen)[0]))
+            figs.append((f"energy_per_item__{tag}", plots.plot_energy_per_item(rows, scen)[0]))
+            figs.append((f"memory_utilisation__{tag}", plots.plot_memory_utilisation(rows, scen)[0]))
+        if not good.empty:
+            # the trace of the fastest cell: the one that works the device hardest
+            top = good.loc[good["throughput_items_s"].idxmax()] if good["throughput_items_s"].notna().any() \
+                else good.iloc[-1]
+            figs.append((f"power_trace__{stem}", plots.plot_power_trace(rows, top["cell_id"], dev)[0]))
+    devices = list(dict.fromkeys(df["device_label"]))
+    if len(devices) > 1:
+        base = baseline or devices[0]
+        for model, rows in df.groupby("model", sort=False):
+            good = ok_rows(rows)
+            for scen in list(dict.fromkeys(good["scenario"].dropna())):
+                tag = f"{slug(model)}__{slug(scen)}"
+                for metric in ("throughput_items_s", "latency_ms_p99", "items_per_j"):
+                    figs.append((f"devices_{metric}__{tag}", plots.plot_devices(rows, metric, scen)[0]))
+                figs.append((f"devices_power_vs_throughput__{tag}",
+                             plots.plot_power_vs_throughput(rows, scen, by_device=True)[0]))
+                if base in set(rows["device_label"]):
+                    figs.append((f"devices_normalised_throughput__{tag}",
+                                 plots.plot_devices_normalised(rows, base, "throughput_items_s", scen)[0]))
+    return figs
+
+
+# ---- entry points --------------------------------------------------------------------------------
+
+def build_report(dirs, out_dir, baseline: str | None = None) -> dict[str, Path]:
+    """Write plots/<name>.png, Final_Analysis.pdf and Final_Analysis.xlsx under out_dir.
+
+    Returns {"pdf": ..., "xlsx": ..., "plot:<name>": ...} with every written path.
+    """
+    from matplotlib import rc_context
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    df = load_results(dirs)
+    out_dir = Path(out_dir)
+    plot_dir = out_dir / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    # TrueType fonts (type 42) keep the PDF's text searchable and extractable
+    with rc_context({"pdf.fonttype": 42}):
+        figs = _plot_set(df, baseline)
+        for stem, fig in figs:
+            path = plot_dir / f"{stem}.png"
+            fig.savefig(path, dpi=130)
+            written[f"plot:{stem}"] = path
+        pdf_path = out_dir / PDF_NAME
+        with PdfPages(pdf_path) as pdf:
+            _cover(pdf, df)
+            _text_pages(pdf, "Environment", environment_lines(df))
+            best = best_by_batch(df)
+            if best.empty:
+                _text_pages(pdf, "Best engine per batch size", ["no successful cells"])
+            else:
+                _table_pages(pdf, "Best engine per batch size", [c.replace("_", " ") for c in best.columns],
+                             best.astype(str).values.tolist(), note="successful cells only")
+            _text_pages(pdf, "Mismatched, failed and skipped cells", problem_lines(df))
+            for (model, dev), rows in df.groupby(["model", "device_label"], sort=False):
+                cols, body = results_table(rows)
+                _table_pages(pdf, f"Results — {dev} — {model}", cols, body, note="– = not measured")
+            for _, fig in figs:
+                pdf.savefig(fig)
+            info = pdf.infodict()
+            info["Title"] = "Final Analysis"
+            info["Subject"] = "infermeter results: " + "; ".join(dict.fromkeys(df["device_label"]))
+        written["pdf"] = pdf_path
+    written["xlsx"] = write_workbook(df, out_dir / XLSX_NAME)
+    return written
+
+
+def report_main(dirs: Iterable[str], out: str | None = None) -> int:
+    """`infermeter report DIR... [--out DIR]` (default out: the first DIR). 0 written, 2 bad input."""
+    dirs = list(dirs)
+    if not dirs:
+        print("infermeter report: give at least one results folder", file=sys.stderr)
+        return 2
+    try:
+        find_result_dirs(dirs)
+        written = build_report(dirs, out or dirs[0])
+    except BadInput as e:
+        print(f"infermeter report: {e}", file=sys.stderr)
+        return 2
+    plots_written = sum(1 for k in written if k.startswith("plot:"))
+    print(f"report: {written['pdf']}\nworkbook: {written['xlsx']}\nplots: {plots_written} PNG files in "
+          f"{written['pdf'].parent / 'plots'}")
+    return 0

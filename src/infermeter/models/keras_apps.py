@@ -1,0 +1,419 @@
+"""Keras-source image classifiers (MobileNetV3-Large, ResNet50) from keras.applications.
+
+keras.applications is the single source of the graph and the weights: `model.keras` is built first
+(weights from --weights, the Keras download cache, or seeded synthetic weights made informative by
+calibration), and the SavedModel, the ONNX export and the float64 reference all derive from it.
+Nothing here imports TensorFlow or Keras at module level; inputs are prepared with numpy only, so
+any engine's worker can make them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from infermeter.errors import BadInput
+from infermeter.models.base import InputSpec, Model
+from infermeter.models.images import photo_pool
+
+PRETRAINED_SIZE = (224, 224)
+MIN_SIZE = 32  # keras.applications refuses smaller images
+INPUT_NAME = "images"  # the keras Input's name, the SavedModel signature key and the ONNX input name
+OUTPUT_NAME = "probabilities"  # the ONNX output name
+ONNX_OPSET = 17
+ARTIFACT_FILES = {"keras": "model.keras", "savedmodel": "savedmodel", "onnx": "model.onnx",
+                  "reference": "reference.npz"}
+# Synthetic weights: BatchNorm statistics come from this many photo views (not the check inputs) ...
+CALIBRATION_IMAGES = 16
+# ... and the classifier is rescaled so its logits spread this much (std), making top-1 input-dependent.
+CALIBRATED_LOGIT_STD = 3.0
+WEIGHT_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def _keras():
+    """Keras on the TensorFlow backend (the only one whose SavedModel/tf2onnx path we use)."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(f"keras runs on the {keras.backend.backend()!r} backend; set KERAS_BACKEND=tensorflow")
+    return keras
+
+
+def keras_cache_dir() -> Path:
+    """Where keras.applications keeps downloaded weights (KERAS_HOME, else ~/.keras), models/ subfolder."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
+
+
+@functools.lru_cache(maxsize=8)
+def _hash_file_cached(path: str, mtime_ns: int, size: int) -> str:
+    from infermeter.artifacts import hash_path
+
+    return hash_path(path)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200] if text else ''}"
+
+
+class KerasApplication(Model):
+    """A keras.applications classifier; subclasses name the application and its preprocessing."""
+
+    sources: ClassVar[tuple[str, ...]] = ("keras", "onnx")
+    builder: ClassVar[str] = "tf"
+    task: ClassVar[str] = "classification"
+    requires: ClassVar[tuple[str, ...]] = ("tensorflow", "keras")
+    #: attribute of keras.applications that builds the architecture
+    application: ClassVar[str] = ""
+    #: extra keyword arguments for it
+    application_kwargs: ClassVar[dict] = {}
+    #: the file keras.applications downloads into its cache for the 1000-class model with top
+    cache_file: ClassVar[str] = ""
+
+    # ---- inputs -----------------------------------------------------------------------------------
+    def image_size(self) -> tuple[int, int]:
+        """(height, width): 224x224 unless --input-shapes gives one [1,H,W,3] or [1,3,H,W] shape."""
+        shapes = self.options.input_shapes
+        if not shapes:
+            return PRETRAINED_SIZE
+        if len(shapes) != 1:
+            raise BadInput(f"--input-shapes: {self.name} has one input, got {len(shapes)} shapes {shapes}")
+        s = list(shapes[0])
+        if len(s) != 4:
+            raise BadInput(f"--input-shapes: {self.name} takes a rank-4 image batch [1,H,W,3] or [1,3,H,W], "
+                           f"got rank {len(s)}: {s}")
+        if s[3] == 3:
+            h, w = s[1], s[2]
+        elif s[1] == 3:  # NCHW spelling of the same request; the model itself stays NHWC
+            h, w = s[2], s[3]
+        else:
+            raise BadInput(f"--input-shapes: {self.name} needs 3 colour channels ([1,H,W,3] or [1,3,H,W]), got {s}")
+        if h < MIN_SIZE or w < MIN_SIZE:
+            raise BadInput(f"--input-shapes: {self.name} needs images of at least {MIN_SIZE}x{MIN_SIZE}, got {h}x{w}")
+        return h, w
+
+    def input_specs(self) -> list[InputSpec]:
+        h, w = self.image_size()
+        return [InputSpec(INPUT_NAME, "float32", (-1, h, w, 3), ("batch", "height", "width", "channels"))]
+
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        """[N,H,W,3] RGB float32 0..255 -> what the model takes."""
+        return images.astype(np.float32, copy=False)
+
+    def sample_pool(self, n: int) -> list[dict[str, np.ndarray]]:
+        h, w = self.image_size()
+        x = self.preprocess(photo_pool(n, h, w, self.options.seed, self.options.image))
+        return [{INPUT_NAME: np.ascontiguousarray(x[i:i + 1])} for i in range(n)]
+
+    def calibration_images(self) -> np.ndarray:
+        """Photo views after the check inputs' ones, so synthetic weights are not fitted to the check."""
+        h, w = self.image_size()
+        k = self.options.check_samples
+        return self.preprocess(photo_pool(k + CALIBRATION_IMAGES, h, w, self.options.seed, self.options.image)[k:])
+
+    # ---- weights ----------------------------------------------------------------------------------
+    def weights_source(self) -> tuple[str, Path | None]:
+        """('file', path) for --weights, ('keras-cache', path) for a pretrained download usable at this
+        size, else ('synthetic', None)."""
+        if self.options.weights:
+            return "file", Path(self.options.weights)
+        cached = keras_cache_dir() / self.cache_file
+        if self.image_size() == PRETRAINED_SIZE and cached.is_file():
+            return "keras-cache", cached
+        return "synthetic", None
+
+    def weights_id(self) -> str:
+        kind, path = self.weights_source()
+        if kind == "file":
+            return str(path)
+        if kind == "keras-cache":
+            return f"keras-cache:{path.name}"
+        return f"synthetic:{self.options.seed}"
+
+    def weights_origin(self) -> str:
+        cached = keras_cache_dir() / self.cache_file
+        state = "present" if cached.is_file() else "absent"
+        return (f"keras.applications.{self.application}: --weights PATH, else the Keras cache {cached} "
+                f"({state}; used at {PRETRAINED_SIZE[0]}x{PRETRAINED_SIZE[1]}), else seeded synthetic weights "
+                "with BatchNorm calibrated on photographs")
+
+    def _weights_file_hash(self) -> str | None:
+        kind, path = self.weights_source()
+        if kind == "synthetic":
+            return None
+        if not path.exists():
+            raise BadInput(f"--weights: {str(path)!r} does not exist")
+        if path.is_dir():
+            raise BadInput(f"--weights: {str(path)!r} is a folder; {self.name} takes a .keras/.h5/.weights.h5 file")
+        st = path.stat()
+        return _hash_file_cached(str(path), st.st_mtime_ns, st.st_size)
+
+    def calibration_note(self) -> str:
+        kind, path = self.weights_source()
+        if kind != "synthetic":
+            return f"none: weights from {kind} {path}"
+        return (f"synthetic weights (seed {self.options.seed}): BatchNorm moving mean/variance set layer by layer "
+                f"from {CALIBRATION_IMAGES} photo views (one training-mode pass, momentum 0); classifier centred "
+                f"on their mean feature and scaled to logit std {CALIBRATED_LOGIT_STD}")
+
+    # ---- the keras model ----------------------------------------------------------------------------
+    def architecture(self):
+        """The keras.applications graph at this input size, with seeded random weights, input named INPUT_NAME."""
+        keras = _keras()
+        keras.utils.set_random_seed(self.options.seed)
+        h, w = self.image_size()
+        inp = keras.Input((h, w, 3), name=INPUT_NAME)
+        app = getattr(keras.applications, self.application)(
+            input_tensor=inp, weights=None, **self.application_kwargs)
+        # Given input_tensor, keras.applications makes a list-input model; re-wrap for a single tensor input.
+        return keras.Model(inp, app.output, name=app.name)
+
+    def make_keras(self, calibrate: bool = True):
+        """The keras model with the source weights. `calibrate=False` keeps raw random synthetic weights
+        (only useful to show that they make an uninformative reference)."""
+        model = self.architecture()
+        kind, path = self.weights_source()
+        if kind != "synthetic":
+            load_weights_file(model, path, self.name)
+        elif calibrate:
+            calibrate_synthetic(model, self.calibration_images())
+        return model
+
+    def load_keras(self, store):
+        keras = _keras()
+        path = store.build(ARTIFACT_FILES["keras"], self._write_keras_file)
+        return keras.saving.load_model(str(path), compile=False)
+
+    def _write_keras_file(self, tmp: Path) -> None:
+        staged = tmp.with_name(tmp.name + ".keras")  # keras insists on the suffix
+        try:
+            self.make_keras().save(str(staged))
+            os.replace(staged, tmp)
+        finally:
+            if staged.exists():
+                staged.unlink()
+
+    # ---- artifacts ------------------------------------------------------------------------------------
+    def build_artifacts(self, store, kinds: set[str]) -> dict[str, Any]:
+        unknown = set(kinds) - set(ARTIFACT_FILES)
+        if unknown:
+            raise ValueError(f"{self.name} cannot build {sorted(unknown)}; it builds {sorted(ARTIFACT_FILES)}")
+        facts: dict[str, Any] = {"weights": self.weights_id(), "calibration": self.calibration_note()}
+        keras_model = None
+
+        def source():
+            nonlocal keras_model
+            if keras_model is None:
+                keras_model = self.load_keras(store)  # model.keras first: everything else derives from it
+            return keras_model
+
+        facts["keras_file"] = str(store.build(ARTIFACT_FILES["keras"], self._write_keras_file))
+        specs = self.input_specs()
+        if "savedmodel" in kinds:
+            facts["savedmodel"] = str(store.build(ARTIFACT_FILES["savedmodel"],
+                                                  lambda tmp: export_savedmodel(source(), tmp, specs)))
+        if "onnx" in kinds:
+            skipped: list[str] = []
+            path = store.build(ARTIFACT_FILES["onnx"], lambda tmp: skipped.extend(export_onnx(source(), tmp, specs)))
+            facts.update(onnx_facts(path))
+            if skipped:
+                facts["onnx_optimizers_skipped"] = skipped
+        if "reference" in kinds:
+            path = store.build(ARTIFACT_FILES["reference"], lambda tmp: self._write_reference(source(), tmp))
+            with np.load(path) as z:
+                facts["reference_dtype"] = str(z["computed_in"])
+                facts["reference_note"] = str(z["note"])
+        return facts
+
+    def _write_reference(self, keras_model, tmp: Path) -> None:
+        inputs = self.check_inputs()
+        outputs, computed_in, note = reference_outputs(keras_model, inputs)
+        with open(tmp, "wb") as fh:  # a file handle: np.savez would append .npz to a path
+            np.savez(fh, outputs=outputs.astype(np.float64), computed_in=np.array(computed_in), note=np.array(note),
+                     **{f"inputs__{k}": v for k, v in inputs.items()})
+
+
+class MobileNetV3Large(KerasApplication):
+    name: ClassVar[str] = "mobilenet_v3_large"
+    aliases: ClassVar[tuple[str, ...]] = ("MobileNetV3L", "mobilenetv3l")
+    application: ClassVar[str] = "MobileNetV3Large"
+    # Its own Rescaling layer is part of the graph, so it takes 0..255 pixels.
+    application_kwargs: ClassVar[dict] = {"include_preprocessing": True}
+    cache_file: ClassVar[str] = "weights_mobilenet_v3_large_224_1.0_float.h5"
+
+
+# keras.applications.resnet50.preprocess_input ("caffe" mode), in numpy so no worker needs keras for inputs.
+CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
+
+
+class ResNet50(KerasApplication):
+    name: ClassVar[str] = "resnet50"
+    application: ClassVar[str] = "ResNet50"
+    cache_file: ClassVar[str] = "resnet50_weights_tf_dim_ordering_tf_kernels.h5"
+
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        """RGB -> BGR, minus the ImageNet channel means, no scaling."""
+        return np.ascontiguousarray(images[..., ::-1].astype(np.float32) - CAFFE_BGR_MEAN)
+
+
+# ---- helpers shared with the TF/Keras engines ------------------------------------------------------------
+def load_weights_file(model, path: Path, model_name: str) -> None:
+    """Load a .keras/.h5/.weights.h5 file into `model`; BadInput (one line) when that is impossible."""
+    p = Path(path)
+    if not p.is_file():
+        raise BadInput(f"--weights: {str(p)!r} does not exist or is not a file")
+    if not p.name.lower().endswith(WEIGHT_SUFFIXES):
+        raise BadInput(f"--weights: {str(p)!r} is not a .keras, .h5 or .weights.h5 file")
+    try:
+        model.load_weights(str(p))
+    except Exception as e:  # keras raises ValueError/OSError/KeyError for mismatched or corrupt files
+        raise BadInput(f"--weights: cannot load {str(p)!r} into {model_name} ({_one_line(e)})") from None
+
+
+def calibrate_synthetic(model, images: np.ndarray) -> None:
+    """Make random weights informative: BatchNorm statistics from real activations, then a classifier
+    whose logits depend on the input rather than on a shared feature offset.
+
+    A training-mode pass with momentum 0 sets each BatchNorm's moving mean/variance to the statistics
+    of its own input, computed after every earlier BatchNorm is already normalised: layer by layer in
+    one pass. Dropout (after the last BatchNorm in these models) does not touch the statistics."""
+    keras = _keras()
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    saved = [bn.momentum for bn in norms]
+    try:
+        for bn in norms:
+            bn.momentum = 0.0
+        model(images, training=True)
+    finally:
+        for bn, m in zip(norms, saved, strict=True):
+            bn.momentum = m
+    classifier = [layer for layer in model.layers if getattr(layer, "kernel", None) is not None][-1]
+    features = keras.Model(model.input, classifier.input)(images, training=False)
+    features = np.asarray(features, dtype=np.float64).reshape(len(images), -1)
+    weights = classifier.get_weights()
+    kernel = weights[0].astype(np.float64).reshape(features.shape[1], -1)
+    mean_feature = features.mean(axis=0)
+    logits = (features - mean_feature) @ kernel
+    kernel *= CALIBRATED_LOGIT_STD / max(float(logits.std()), 1e-12)
+    weights[0] = kernel.reshape(weights[0].shape).astype(weights[0].dtype)
+    if len(weights) > 1:  # bias cancels the mean feature's contribution
+        weights[1] = (-(mean_feature @ kernel)).reshape(weights[1].shape).astype(weights[1].dtype)
+    classifier.set_weights(weights)
+
+
+def clone_with_dtype_policy(model, policy: str):
+    """The same functional graph with every layer under `policy` ('float64', 'mixed_float16'), same weights."""
+    keras = _keras()
+
+    def clone_layer(op):
+        config = op.get_config()
+        if isinstance(op, keras.layers.Layer) and not isinstance(op, keras.layers.InputLayer):
+            config["dtype"] = policy
+        return op.__class__.from_config(config)
+
+    clone = keras.models.clone_model(model, clone_function=clone_layer)
+    clone.set_weights([np.asarray(w, dtype=v.dtype) for w, v in zip(model.get_weights(), clone.weights, strict=True)])
+    return clone
+
+
+def reference_outputs(keras_model, inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, str, str]:
+    """(outputs as float64, dtype computed in, note): float64 clone of the model where possible."""
+    feed = inputs[INPUT_NAME] if len(inputs) == 1 else inputs
+    try:
+        model64 = clone_with_dtype_policy(keras_model, "float64")
+        x64 = {k: v.astype(np.float64) for k, v in feed.items()} if isinstance(feed, dict) else feed.astype(np.float64)
+        out = np.asarray(model64(x64, training=False), dtype=np.float64)
+        return out, "float64", "keras model cloned under dtype policy float64 with the same weights"
+    except Exception as e:  # an op without a float64 kernel: say so, and use the float32 model
+        out = np.asarray(keras_model(feed, training=False), dtype=np.float64)
+        return out, "float32", f"float64 clone failed ({_one_line(e)}); reference computed in float32"
+
+
+def export_savedmodel(keras_model, path: Path, specs: list[InputSpec]) -> None:
+    """A SavedModel whose serving signature takes `specs` (batch axis dynamic) by input name."""
+    import tensorflow as tf
+
+    keras = _keras()
+    if len(specs) != 1:
+        raise ValueError(f"export_savedmodel handles single-input models, got {len(specs)} inputs")
+    spec = specs[0]
+    signature = [tf.TensorSpec((None, *spec.shape[1:]), spec.dtype, name=spec.name)]
+    archive = keras.export.ExportArchive()
+    archive.track(keras_model)
+    archive.add_endpoint(name="serve", fn=lambda x: keras_model(x, training=False), input_signature=signature)
+    archive.write_out(str(path), verbose=False)
+
+
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        exc = record.exc_info[1] if record.exc_info else None
+        self.messages.append(record.getMessage() + (f" ({_one_line(exc)})" if exc else ""))
+
+
+def export_onnx(keras_model, path: Path, specs: list[InputSpec], opset: int = ONNX_OPSET) -> list[str]:
+    """ONNX via tf2onnx from the keras call, dynamic batch axis named 'batch', output named OUTPUT_NAME.
+    Returns the tf2onnx graph optimizers that failed and were skipped (the graph stays correct)."""
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    signature = [tf.TensorSpec((None, *s.shape[1:]), s.dtype, name=s.name) for s in specs]
+    fn = tf.function(lambda *xs: keras_model(xs[0] if len(xs) == 1 else list(xs), training=False))
+    # tf2onnx logs optimizer failures with full tracebacks; keep them as one-line facts instead.
+    opt_logger = logging.getLogger("tf2onnx.optimizer")
+    collect, propagate = _Collect(), opt_logger.propagate
+    opt_logger.addHandler(collect)
+    opt_logger.propagate = False
+    try:
+        proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
+    finally:
+        opt_logger.removeHandler(collect)
+        opt_logger.propagate = propagate
+    graph = proto.graph
+    if len(graph.output) == 1 and graph.output[0].name != OUTPUT_NAME:
+        _rename_value(graph, graph.output[0].name, OUTPUT_NAME)
+    for value in list(graph.input) + list(graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_param = "batch"
+    onnx.checker.check_model(proto)
+    with open(path, "wb") as fh:
+        fh.write(proto.SerializeToString())
+    return sorted(set(collect.messages))
+
+
+def _rename_value(graph, old: str, new: str) -> None:
+    for node in graph.node:
+        node.output[:] = [new if o == old else o for o in node.output]
+        node.input[:] = [new if i == old else i for i in node.input]
+    for value in list(graph.output) + list(graph.value_info):
+        if value.name == old:
+            value.name = new
+
+
+def onnx_facts(path: Path) -> dict[str, Any]:
+    """Exporter, its version and the opset, read from the ONNX file itself (right even when cached)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    return {"onnx_file": str(path), "onnx_exporter": f"{proto.producer_name} {proto.producer_version}".strip(),
+            "onnx_opset": opset}
+
+
+def read_reference(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(inputs by input name, float64 outputs) from a reference.npz written by build_artifacts."""
+    with np.load(path) as z:
+        inputs = {k[len("inputs__"):]: z[k] for k in z.files if k.startswith("inputs__")}
+        return inputs, z["outputs"].astype(np.float64)
+

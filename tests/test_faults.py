@@ -1,0 +1,168 @@
+"""Fault injection: workers that really segfault, abort, hang or run out of memory, and a sweep that
+is really killed with SIGKILL and resumed. Nothing finished may be lost; each failure names its cause."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from infermeter.results.schema import FIELDS
+from infermeter.results.writer import read_results
+
+FAULTS = {
+    "segfault": "import ctypes; ctypes.string_at(0)",
+    "abort": "os.abort()",
+    "hang": "time.sleep(3600)",
+    "oom": "_hog = bytearray(1 << 42)",  # 4 TiB: the allocator must refuse it
+}
+
+CONFIG = """\
+name: faulty_{kind}
+framework: torch
+task: classification
+inputs:
+  - name: features
+    dtype: float32
+    dims_names: [batch, features]
+    example_shape: [1, 16]
+    runtime_dims: [-1, 16]
+outputs:
+  - name: logits
+"""
+
+LOAD = """\
+import os, time
+import torch
+from torch import nn
+from infermeter.models.plugin import register_loader
+
+FAULT_BATCH = 3  # the fault fires only when a batch of 3 arrives: the cell with --batch-sizes ...,3,...
+
+
+class Faulty(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(16, 64), nn.GELU(), nn.Linear(64, 8))
+
+    def forward(self, features):
+        if features.shape[0] == FAULT_BATCH and os.environ.get("INFERMETER_FAULT_ARMED") != "0":
+            {fault}
+        return self.net(features)
+
+
+@register_loader
+def load(config):
+    return Faulty()
+"""
+
+
+def make_faulty_model(root: Path, kind: str) -> Path:
+    folder = root / f"faulty_{kind}"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(CONFIG.format(kind=kind))
+    (folder / "load.py").write_text(LOAD.replace("{fault}", FAULTS[kind]))
+    return folder
+
+
+def infermeter(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "infermeter", *args], capture_output=True, text=True, **kw)
+
+
+def sweep_args(model: Path, tmp_path: Path, *extra):
+    return ["run", str(model), "--engines", "torch", "--device", "cpu", "--batch-sizes", "1,3,4",
+            "--iterations", "10", "--warmup", "2", "--min-iterations", "1", "--idle-time", "0",
+            "--results-dir", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"), "--quiet", *extra]
+
+
+def rows_of(tmp_path: Path, name: str) -> dict:
+    path = next((tmp_path / "results" / name).glob("*/results.csv"))
+    return {r["batch_size"]: r for r in read_results(path)}
+
+
+@pytest.mark.parametrize("kind,cause", [
+    ("segfault", "segmentation fault (SIGSEGV)"),
+    ("abort", "aborted (SIGABRT)"),
+    ("oom", "out of memory"),
+])
+def test_a_crashing_cell_fails_alone_and_the_sweep_goes_on(tmp_path, kind, cause):
+    model = make_faulty_model(tmp_path, kind)
+    res = infermeter(*sweep_args(model, tmp_path), timeout=600)
+    assert res.returncode == 1, res.stderr[-2000:]  # some cell failed
+    rows = rows_of(tmp_path, f"faulty_{kind}")
+    assert rows["1"]["status"] == "ok" and rows["1"]["check_status"] == "pass"
+    assert rows["3"]["status"] == "failed" and cause in rows["3"]["error"], rows["3"]["error"]
+    assert rows["4"]["status"] == "ok"  # measured after the crash, in a fresh worker where needed
+
+
+def test_a_hanging_cell_is_killed_at_the_timeout(tmp_path):
+    model = make_faulty_model(tmp_path, "hang")
+    t0 = time.monotonic()
+    res = infermeter(*sweep_args(model, tmp_path, "--timeout", "15"), timeout=600)
+    assert res.returncode == 1
+    rows = rows_of(tmp_path, "faulty_hang")
+    assert rows["3"]["status"] == "failed" and "timeout" in rows["3"]["error"] and "15 s" in rows["3"]["error"]
+    assert rows["1"]["status"] == "ok" and rows["4"]["status"] == "ok"
+    assert time.monotonic() - t0 < 300
+
+
+def test_a_worker_starved_of_memory_fails_with_a_reason(tmp_path):
+    model = make_faulty_model(tmp_path, "segfault")
+    env = {**os.environ, "INFERMETER_FAULT_ARMED": "0"}
+    res = infermeter(*sweep_args(model, tmp_path, "--worker-memory-limit-mb", "64"), timeout=600, env=env)
+    assert res.returncode == 1
+    rows = rows_of(tmp_path, "faulty_segfault")
+    for r in rows.values():  # 64 MiB of address space cannot even import torch
+        assert r["status"] == "failed" and r["error"], r
+
+
+def _data_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        text = fh.read()
+    assert text == "" or text.endswith("\n"), "results.csv ends in a partial line"
+    rows = list(csv.DictReader(text.splitlines()))
+    for r in rows:
+        assert list(r) == FIELDS and None not in r.values()
+    return rows
+
+
+def test_kill_9_of_the_whole_sweep_then_resume(tmp_path):
+    model = Path(__file__).resolve().parents[1] / "models" / "example_mlp"
+    args = ["run", str(model), "--engines", "onnxruntime", "--device", "cpu", "--batch-sizes", "1,2,4,8,16,32",
+            "--time", "1.5", "--warmup", "2", "--idle-time", "0", "--quiet",
+            "--results-dir", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.Popen([sys.executable, "-m", "infermeter", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    csv_path = tmp_path / "results" / "example_mlp"
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            found = list(csv_path.glob("*/results.csv"))
+            if found and len(_data_rows(found[0])) >= 2:
+                break
+            assert proc.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("no two rows within 300 s")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its worker, mid-cell
+        proc.wait(30)
+    results = next(csv_path.glob("*/results.csv"))
+    before = _data_rows(results)
+    assert 2 <= len(before) < 6
+    assert all(r["status"] == "ok" for r in before)
+
+    res = infermeter(*args, "--resume", timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    after = _data_rows(results)
+    ids = [r["cell_id"] for r in after]
+    assert len(ids) == len(set(ids)) == 6  # every cell once: none redone, none missing
+    assert after[: len(before)] == before  # finished rows untouched
+    assert {r["batch_size"] for r in after} == {"1", "2", "4", "8", "16", "32"}
