@@ -1,0 +1,165 @@
+"""OpenVINO: the ONNX export converted once to OpenVINO IR (cached in the store), compiled for the CPU.
+
+Clients and streams: the compiled model's configuration follows the number of clients. One client
+compiles with PERFORMANCE_HINT=LATENCY; n > 1 clients compile with PERFORMANCE_HINT=THROUGHPUT and
+NUM_STREAMS=n, each client owning its own InferRequest. `prepare` compiles for ctx.extra["streams"]
+(default 1) and `make_clients(n)` recompiles only when n differs, so a worker that passes the hint
+never pays a second compilation (a recompilation's time is recorded in info["recompile_s"]).
+
+On "cuda" OpenVINO runs only through the NVIDIA plugin of openvino_contrib (device "NVIDIA"); its
+"GPU" plugin drives Intel GPUs and would measure a different device than the one named.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+
+from infermeter.engines.base import Engine, Stopwatch, register_engine
+from infermeter.engines.onnxruntime_engine import feed_names, onnx_path_of
+
+IR_ARTIFACT = "openvino_ir"  # a folder: model.xml + model.bin, float32 weights
+OV_DEVICE = {"cpu": "CPU", "cuda": "NVIDIA"}
+OV_PRECISION = {"fp32": "f32", "fp16": "f16"}  # attribute names of openvino.Type
+
+
+@functools.cache
+def _device_facts(ov_device: str) -> tuple[bool, tuple[str, ...]]:
+    """(device present, its OPTIMIZATION_CAPABILITIES), probed once per process."""
+    import openvino as ov
+
+    core = ov.Core()
+    if ov_device not in core.available_devices:
+        return False, ()
+    return True, tuple(core.get_property(ov_device, "OPTIMIZATION_CAPABILITIES"))
+
+
+def _save_ir(onnx_path: str, folder) -> None:
+    import openvino as ov
+
+    folder.mkdir(parents=True)
+    # compress_to_fp16 defaults to True: keep float32 weights so fp32 really is fp32.
+    ov.save_model(ov.Core().read_model(onnx_path), str(folder / "model.xml"), compress_to_fp16=False)
+
+
+@register_engine
+class OpenVinoEngine(Engine):
+    name = "openvino"
+    family = "openvino"
+    precisions = {"cpu": ("fp32", "fp16"), "cuda": ("fp32", "fp16")}
+    sources = ("onnx",)
+    requires = ("openvino",)
+
+    @classmethod
+    def supports(cls, model, precision: str, device: str) -> tuple[bool, str]:
+        ok, why = super().supports(model, precision, device)
+        if not ok:
+            return ok, why
+        ok, why = cls.available()
+        if not ok:
+            return ok, why
+        ov_device = OV_DEVICE[device]
+        present, caps = _device_facts(ov_device)
+        if not present:
+            if device == "cuda":
+                return False, ("OpenVINO has no NVIDIA device here (its 'GPU' plugin is for Intel GPUs; the NVIDIA "
+                               "plugin from openvino_contrib is not installed)")
+            return False, f"OpenVINO reports no {ov_device} device"
+        if precision == "fp16" and ov_device == "CPU" and "FP16" not in caps:
+            return False, f"this CPU does not report FP16 in OPTIMIZATION_CAPABILITIES ({', '.join(caps)})"
+        return True, ""
+
+    # ---- session --------------------------------------------------------------------------------
+    def prepare(self, model, artifacts, precision: str, max_batch: int) -> None:
+        import openvino as ov
+
+        onnx_path = onnx_path_of(artifacts)
+        cached = artifacts.get(IR_ARTIFACT) is not None
+        ir_dir = artifacts.build(IR_ARTIFACT, lambda tmp: _save_ir(onnx_path, tmp))
+        self.build_s = 0.0 if cached else artifacts.built[IR_ARTIFACT]
+
+        with Stopwatch() as sw:
+            self.core = ov.Core()
+            self.ov_model = self.core.read_model(str(ir_dir / "model.xml"))
+            self._reshape_dynamic_batch(model)
+            self.precision = precision
+            self.ov_device = OV_DEVICE[self.ctx.device]
+            self.streams = int(self.ctx.extra.get("streams", 1))
+            self._compile(self.streams)
+        self.load_s = sw.s
+        self.input_names = [p.get_any_name() for p in self.compiled.inputs]
+        self.feed_names = feed_names(self.input_names, model)
+        self.n_outputs = len(self.compiled.outputs)
+        self.info.update({"openvino_version": ov.get_version(), "ir": str(ir_dir), "device": self.ov_device,
+                          "clients_policy": "recompiled to NUM_STREAMS=n when make_clients(n) differs from "
+                                            "ctx.extra['streams']"})
+
+    def _reshape_dynamic_batch(self, model) -> None:
+        """Non-batch axes the ONNX leaves open are fixed from the model's input specs (static inner shapes
+        compile to faster CPU kernels); the batch axis stays dynamic, so one compiled model serves every batch."""
+        import openvino as ov
+
+        specs = {s.name: s for s in model.input_specs()}
+        spec_of = feed_names([p.get_any_name() for p in self.ov_model.inputs], model)
+        shapes = {}
+        for port in self.ov_model.inputs:
+            shape = port.get_partial_shape()
+            dims = [shape[i] for i in range(shape.rank.get_length())]
+            spec = specs.get(spec_of[port.get_any_name()])
+            if spec is not None and len(spec.shape) == len(dims):
+                dims = [d if d.is_static else ov.Dimension(spec.shape[i]) for i, d in enumerate(dims)]
+            # axis 0 stays as the ONNX has it: dynamic (-1) for a dynamic-batch export; a graph that fixes
+            # its batch size keeps it (the model refuses other batch sizes, and reshaping it could break it)
+            shapes[port] = ov.PartialShape(dims)
+        self.ov_model.reshape(shapes)
+
+    def _compile(self, streams: int) -> None:
+        import openvino as ov
+        import openvino.properties as props
+        import openvino.properties.hint as hints
+
+        config = {props.inference_num_threads: self.ctx.threads,
+                  hints.inference_precision: getattr(ov.Type, OV_PRECISION[self.precision])}
+        if streams == 1:
+            config[hints.performance_mode] = hints.PerformanceMode.LATENCY
+        else:
+            config[hints.performance_mode] = hints.PerformanceMode.THROUGHPUT
+            config[props.streams.num] = streams
+        self.compiled = self.core.compile_model(self.ov_model, self.ov_device, config)
+        self.streams = streams
+        self.request = self.compiled.create_infer_request()
+        got = self.compiled.get_property(hints.inference_precision)
+        if got != getattr(ov.Type, OV_PRECISION[self.precision]):  # the CPU may quietly choose another type
+            raise RuntimeError(f"OpenVINO compiled for {got} although {self.precision} was asked")
+        self.info.update({"performance_hint": str(self.compiled.get_property(hints.performance_mode)),
+                          "num_streams": int(self.compiled.get_property(props.streams.num)),
+                          "inference_num_threads": int(self.compiled.get_property(props.inference_num_threads)),
+                          "inference_precision": got.get_type_name()})
+
+    # ---- inference ------------------------------------------------------------------------------
+    def stage(self, inputs: dict[str, np.ndarray]) -> Any:
+        return {name: np.ascontiguousarray(inputs[key]) for name, key in self.feed_names.items()}
+
+    def infer(self, inputs: Any) -> list[np.ndarray]:
+        return self._run(self.request, inputs)
+
+    def _run(self, request, inputs) -> list[np.ndarray]:
+        # start_async + wait, not request.infer: same synchronous result, but infer() ran 2-3x slower at
+        # small batches on a 2-thread CPU (measured in benchmarks/engine_ceiling.py). share_inputs avoids
+        # a copy in; outputs are copied out, as the request's buffers are overwritten by its next run.
+        request.start_async(inputs, share_inputs=True)
+        request.wait()
+        return [request.get_output_tensor(i).data.copy() for i in range(self.n_outputs)]
+
+    def make_clients(self, n: int):
+        if n != self.streams:
+            with Stopwatch() as sw:
+                self._compile(n)
+            self.info["recompile_s"] = sw.s
+        requests = [self.request] + [self.compiled.create_infer_request() for _ in range(n - 1)]
+        return [functools.partial(self._run, r) for r in requests]
+
+    def close(self) -> None:
+        self.request = self.compiled = None
