@@ -102,6 +102,7 @@ class _TorchEngineBase(Engine):
                 onnx_path = onnx_path_of(artifacts)
                 with Stopwatch() as conv:
                     module = onnx2torch.convert(onnx_path)
+                    self.info["reshapes_folded"] = fold_constant_reshapes(module)
                 self.build_s = conv.s
                 # positional in ONNX graph order, each taken from the input dict under the model's name for it
                 self.arg_names = list(feed_names(_onnx_input_names(onnx_path), model).values())
@@ -257,3 +258,36 @@ class TorchCompileEngine(_TorchEngineBase):
         mode = self.ctx.extra.get("torch_compile_mode") or ("max-autotune" if self.device.type == "cuda" else None)
         self.info["compile_mode"] = mode or "default"
         return torch.compile(module, mode=mode)
+
+
+def fold_constant_reshapes(gm) -> int:
+    """Replace onnx2torch Reshape modules whose target shape is a stored constant by a plain
+    torch.reshape with that shape. onnx2torch builds the shape with torch.Size(tensor), which
+    TorchDynamo cannot trace (torch.compile fails on every tf2onnx export with a Flatten); the folded
+    graph computes the same function. Shapes containing 0 ("copy this dim") are left alone."""
+    import torch
+    from onnx2torch.node_converters.reshape import OnnxReshape
+
+    folded = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), OnnxReshape):
+            continue
+        data, shape_node = node.args[0], node.args[1]
+        if getattr(shape_node, "op", None) != "get_attr":
+            continue
+        obj = gm
+        for part in shape_node.target.split("."):
+            obj = getattr(obj, part)
+        shape = [int(v) for v in obj.reshape(-1).tolist()]
+        if 0 in shape:
+            continue
+        with gm.graph.inserting_after(node):
+            new = gm.graph.call_function(torch.reshape, (data, tuple(shape)))
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+        folded += 1
+    if folded:
+        gm.graph.eliminate_dead_code()
+        gm.graph.lint()
+        gm.recompile()
+    return folded
