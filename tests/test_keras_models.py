@@ -20,8 +20,8 @@ from infermeter.models.keras_apps import (
     MobileNetV3Large,
     ResNet50,
     keras_cache_dir,
-    read_reference,
 )
+from infermeter.models.reference import read_reference
 from infermeter.models.registry import resolve_model
 
 SMALL = [[1, 64, 64, 3]]

@@ -14,7 +14,8 @@ from infermeter.device import nvml_gpus
 from infermeter.engines import EngineContext, get_engine, load_all
 from infermeter.errors import EngineUnavailable
 from infermeter.models.base import ModelOptions
-from infermeter.models.keras_apps import INPUT_NAME, MobileNetV3Large, read_reference
+from infermeter.models.keras_apps import INPUT_NAME, MobileNetV3Large
+from infermeter.models.reference import read_reference
 
 ENGINES = ("tf", "tf-xla", "keras", "keras-xla")
 

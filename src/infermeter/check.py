@@ -8,8 +8,10 @@ import numpy as np
 
 from infermeter.errors import UninformativeReference
 
-# (max abs error relative to the reference's output range, min top-1 agreement) per precision.
-TOLERANCES = {"fp32": (1e-3, 1.0), "fp16": (3e-2, 0.75), "int8": (1e-1, 0.6)}
+# (max abs error relative to the reference's largest output, min top-1 agreement) per precision. fp16 keeps
+# ~3 significant digits; through 50+ layers a few percent of drift is normal (OpenVINO fp16 on a
+# MobileNetV3 reaches 3%), while a wrong function misses by far more and loses top-1 agreement.
+TOLERANCES = {"fp32": (1e-3, 1.0), "fp16": (5e-2, 0.75), "int8": (1e-1, 0.6)}
 
 
 @dataclass

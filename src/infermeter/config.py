@@ -6,7 +6,13 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 
 from infermeter.errors import BadInput
-from infermeter.parsing import input_shape_sets, input_shapes, name_list, positive_float_list, positive_int_list
+from infermeter.parsing import (
+    input_shape_sets,
+    input_shapes,
+    name_list,
+    positive_float_list,
+    positive_int_list,
+)
 
 SCENARIOS = ("offline", "single-stream", "multi-stream", "server")
 DEVICES = ("auto", "cpu", "cuda")

@@ -69,8 +69,15 @@ def summary_table(rows: list[dict], title: str = "infermeter results") -> Table:
 
 
 def print_summary(rows: list[dict], out_dir, energy_note: str | None = None) -> None:
+    from infermeter.engines import ENGINE_ORDER
+
+    def order(r):
+        e = r["engine"]
+        return (ENGINE_ORDER.index(e) if e in ENGINE_ORDER else len(ENGINE_ORDER), e, r["precision"], r["scenario"],
+                int(r["batch_size"]), int(r["streams"]))
+
     console = Console(file=sys.stdout, width=200)
-    console.print(summary_table(rows))
+    console.print(summary_table(sorted(rows, key=order)))
     if energy_note:
         console.print(f"energy: {energy_note}")
     console.print(f"results: {out_dir}")

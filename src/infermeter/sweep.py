@@ -228,24 +228,24 @@ class Sweep:
         return f"building artifacts failed: {cause}" if cause else None
 
     def run_group(self, group: Group, cells: list[dict]) -> None:
-        remaining = list(cells)
+        remaining = list(cells)  # shrinks as rows arrive; a fresh worker takes what is left
+        failed: dict = {}
+
+        def on_msg(kind, payload):
+            if kind == "row":
+                self.emit(payload)
+                remaining[:] = [c for c in remaining if c["cell_id"] != payload["cell_id"]]
+            elif kind == "info":
+                self.info["engines"].update(payload.get("engine", {}))
+                if payload.get("telemetry") is not None:
+                    self.info["telemetry"] = payload["telemetry"]
+            elif kind == "group-failed":
+                failed["error"] = payload
+            elif kind == "bad-input":
+                raise StopSweep(payload)
+
         while remaining:
-            failed: dict = {}
-
-            def on_msg(kind, payload):
-                if kind == "row":
-                    self.emit(payload)
-                    remaining[:] = [c for c in remaining if c["cell_id"] != payload["cell_id"]]
-                elif kind == "info":
-                    self.info["engines"].update(payload.get("engine", {}))
-                    if payload.get("telemetry") is not None:
-                        self.info["telemetry"] = payload["telemetry"]
-                elif kind == "group-failed":
-                    failed["error"] = payload
-                elif kind == "bad-input":
-                    raise StopSweep(payload)
-
-            job = self.job("engine", group.model, engine=group.engine, precision=group.precision, cells=remaining)
+            job = self.job("engine", group.model, engine=group.engine, precision=group.precision, cells=list(remaining))
             cause, current = self.drive(job, f"{group.engine}-{group.precision}-{group.model.shape_tag()}", on_msg,
                                         max(self.cfg.timeout_s, 600))
             if failed:  # the session could not be built or checked: nothing in this group can run
@@ -260,7 +260,7 @@ class Sweep:
                 return
             cell = next(c for c in remaining if c["cell_id"] == current)
             self.emit(self.failed_row(group, cell, cause))
-            remaining = [c for c in remaining if c["cell_id"] != current]
+            remaining[:] = [c for c in remaining if c["cell_id"] != current]
 
     # ---- the whole sweep ------------------------------------------------------------------------
     def run(self) -> int:

@@ -20,6 +20,7 @@ import numpy as np
 from infermeter.errors import BadInput
 from infermeter.models.base import InputSpec, Model
 from infermeter.models.images import photo_pool
+from infermeter.models.reference import write_reference
 
 PRETRAINED_SIZE = (224, 224)
 MIN_SIZE = 32  # keras.applications refuses smaller images
@@ -225,18 +226,17 @@ class KerasApplication(Model):
             if skipped:
                 facts["onnx_optimizers_skipped"] = skipped
         if "reference" in kinds:
-            path = store.build(ARTIFACT_FILES["reference"], lambda tmp: self._write_reference(source(), tmp))
+            inputs = self.check_inputs()
+
+            def compute():  # only when reference.npz has to be (re)built
+                outputs, computed_in, note = reference_outputs(source(), inputs)
+                return outputs, {"computed_in": computed_in, "note": note}
+
+            path = write_reference(store, inputs, compute)
             with np.load(path) as z:
                 facts["reference_dtype"] = str(z["computed_in"])
                 facts["reference_note"] = str(z["note"])
         return facts
-
-    def _write_reference(self, keras_model, tmp: Path) -> None:
-        inputs = self.check_inputs()
-        outputs, computed_in, note = reference_outputs(keras_model, inputs)
-        with open(tmp, "wb") as fh:  # a file handle: np.savez would append .npz to a path
-            np.savez(fh, outputs=outputs.astype(np.float64), computed_in=np.array(computed_in), note=np.array(note),
-                     **{f"inputs__{k}": v for k, v in inputs.items()})
 
 
 class MobileNetV3Large(KerasApplication):
@@ -409,11 +409,3 @@ def onnx_facts(path: Path) -> dict[str, Any]:
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     return {"onnx_file": str(path), "onnx_exporter": f"{proto.producer_name} {proto.producer_version}".strip(),
             "onnx_opset": opset}
-
-
-def read_reference(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """(inputs by input name, float64 outputs) from a reference.npz written by build_artifacts."""
-    with np.load(path) as z:
-        inputs = {k[len("inputs__"):]: z[k] for k in z.files if k.startswith("inputs__")}
-        return inputs, z["outputs"].astype(np.float64)
-

@@ -7,6 +7,7 @@ Frameworks are imported inside the functions that need them.
 
 from __future__ import annotations
 
+import os
 import warnings
 import zlib
 from pathlib import Path
@@ -23,12 +24,18 @@ ONNX_EXPORTER = "torch.onnx.export(dynamo=False): TorchScript-based exporter"
 
 
 # ---- the reference ------------------------------------------------------------------------------
-def write_reference(store, inputs: dict[str, np.ndarray], outputs: np.ndarray) -> Path:
-    """Store the check inputs and the reference outputs (as float64) as 'reference.npz'."""
+def write_reference(store, inputs: dict[str, np.ndarray], outputs) -> Path:
+    """Store the check inputs and the reference outputs (as float64) as 'reference.npz'.
+    `outputs` may be a callable, evaluated only when the artifact has to be built; it may return
+    (outputs, facts) where facts are short strings (e.g. the dtype it was computed in) kept beside."""
     arrays = {f"{INPUT_PREFIX}{name}": np.asarray(a) for name, a in inputs.items()}
-    arrays["outputs"] = np.asarray(outputs, dtype=np.float64)
 
     def build(tmp: Path) -> None:
+        value = outputs() if callable(outputs) else outputs
+        if isinstance(value, tuple):
+            value, facts = value
+            arrays.update({k: np.array(str(v)) for k, v in facts.items()})
+        arrays["outputs"] = np.asarray(value, dtype=np.float64)
         with open(tmp, "wb") as fh:  # a file handle: np.savez would append '.npz' to a bare path
             np.savez(fh, **arrays)
 
@@ -36,10 +43,13 @@ def write_reference(store, inputs: dict[str, np.ndarray], outputs: np.ndarray) -
 
 
 def read_reference(store) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """(check inputs by name, float64 reference outputs) from the store."""
-    path = store.get(REFERENCE)
-    if path is None:
-        raise FileNotFoundError(f"no valid {REFERENCE} in {store.root}: build the 'reference' artifact first")
+    """(check inputs by name, float64 reference outputs) from the store (or a reference.npz path)."""
+    if isinstance(store, (str, os.PathLike)):
+        path = store
+    else:
+        path = store.get(REFERENCE)
+        if path is None:
+            raise FileNotFoundError(f"no valid {REFERENCE} in {store.root}: build the 'reference' artifact first")
     with np.load(path, allow_pickle=False) as data:
         inputs = {k[len(INPUT_PREFIX):]: data[k] for k in data.files if k.startswith(INPUT_PREFIX)}
         return inputs, data["outputs"].astype(np.float64)
