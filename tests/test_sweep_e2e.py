@@ -1,0 +1,151 @@
+"""End to end through the sweep, as a user runs it: every CPU engine, every model path, every
+scenario, several input sizes, and the gate catching a wrong engine inside a real sweep."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from infermeter.config import RunConfig
+from infermeter.engines import load_all
+from infermeter.results.writer import read_results
+from infermeter.sweep import run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sweep(tmp_path, **kw):
+    cfg = dict(device="cpu", iterations=6, warmup=1, min_iterations=1, idle_time=0, quiet=True,
+               results_dir=str(tmp_path / "results"), cache_dir=str(tmp_path / "cache"))
+    cfg.update(kw)
+    status, s = run_sweep(RunConfig(**cfg))
+    rows = read_results(s.out_dir / "results.csv")
+    return status, s, rows
+
+
+def test_every_cpu_engine_end_to_end_on_mobilenet(tmp_path):
+    status, s, rows = sweep(tmp_path, model="mobilenet_v3_large", engines=["all"], batch_sizes=[1, 2],
+                            input_shapes=[[[1, 64, 64, 3]]])
+    by_engine: dict[str, list[dict]] = {}
+    for r in rows:
+        by_engine.setdefault(r["engine"], []).append(r)
+    registered = load_all()
+    assert set(by_engine) == set(registered)  # every engine has its rows: measured or skipped with a reason
+    for name, cls in registered.items():
+        runnable = cls.available()[0] and "cpu" in cls.precisions
+        for r in by_engine[name]:
+            if runnable:
+                assert r["status"] == "ok" and r["check_status"] == "pass", (name, r["error"])
+                assert float(r["throughput_items_s"]) > 0 and float(r["latency_ms_p99"]) >= float(r["latency_ms_p50"])
+                assert r["energy_j"] is None and r["energy_source"].startswith("unavailable: ")
+                assert float(r["host_rss_peak_mb"]) > 0 and r["cpu_util_avg_pct"] is not None
+                lat = (s.out_dir / "latency" / f"{r['cell_id']}.csv").read_text().splitlines()
+                assert len(lat) - 1 == int(r["iterations"])
+            else:
+                assert r["status"] == "skipped" and r["error"], name
+    assert status == 0
+    assert (s.out_dir / "run.json").exists()
+
+
+def test_the_gate_catches_a_wrong_engine_inside_a_sweep(tmp_path):
+    """Tracing bakes in the branch a data-dependent `if` took on the trace example: TorchScript then
+    computes a different function from the eager reference for other inputs."""
+    folder = tmp_path / "branchy"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(
+        "name: branchy\nframework: torch\ntask: classification\n"
+        "inputs:\n  - name: x\n    dtype: float32\n    dims_names: [batch, features]\n"
+        "    example_shape: [1, 16]\n    runtime_dims: [-1, 16]\noutputs:\n  - name: logits\n")
+    (folder / "load.py").write_text(
+        "import torch\nfrom torch import nn\nfrom infermeter.models.plugin import register_loader\n\n"
+        "class Branchy(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n"
+        "        self.a = nn.Linear(16, 8)\n        self.b = nn.Linear(16, 8)\n\n"
+        "    def forward(self, x):  # per-row, data-dependent control flow: tracing freezes the branches\n"
+        "        return torch.stack([self.a(r) if float(r[0]) > 0 else self.b(r) for r in x])\n\n"
+        "@register_loader\ndef load(config):\n    return Branchy()\n")
+    status, s, rows = sweep(tmp_path, model=str(folder), engines=["torch", "torchscript"], batch_sizes=[1])
+    by = {r["engine"]: r for r in rows}
+    assert by["torch"]["status"] == "ok" and by["torch"]["check_status"] == "pass"
+    bad = by["torchscript"]
+    assert bad["status"] == "mismatch" and bad["check_status"] == "mismatch"
+    assert float(bad["throughput_items_s"]) > 0  # still timed, marked
+    assert float(bad["rel_err"]) > 1e-3
+    assert status == 1
+
+
+def test_uninformative_reference_stops_the_run(tmp_path):
+    """A random conv net ending in global pooling predicts one class for all inputs: refused."""
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(4, 10)).eval()
+    path = tmp_path / "flat.onnx"
+    torch.onnx.export(net, torch.zeros(1, 3, 16, 16), str(path), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+    res = subprocess.run([sys.executable, "-m", "infermeter", "run", str(path), "--engines", "onnxruntime",
+                          "--device", "cpu", "--results-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"),
+                          "--quiet"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2
+    assert "a comparison would prove nothing" in res.stderr.strip().splitlines()[-1]
+
+
+def test_onnx_file_with_every_onnx_engine_and_input_shape_experiments(tmp_path):
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(), torch.nn.Flatten(1),
+                              torch.nn.LazyLinear(10)).eval()
+    net(torch.zeros(1, 3, 16, 16))
+    path = tmp_path / "fixed_size.onnx"
+    torch.onnx.export(net, torch.zeros(1, 3, 16, 16), str(path), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+    status, s, rows = sweep(tmp_path, model=str(path), engines=["onnxruntime", "openvino", "torch", "tensorrt"],
+                            precisions=["fp32"], batch_sizes=[1, 4], input_shapes=[[[1, 3, 16, 16]]])
+    assert status == 0
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert {r["engine"] for r in ok} == {"onnxruntime", "openvino", "torch"}
+    assert all(r["check_status"] == "pass" for r in ok)
+    assert {r["status"] for r in rows if r["engine"] == "tensorrt"} == {"skipped"}
+
+
+def test_input_size_experiments_are_separate_cells(tmp_path):
+    status, s, rows = sweep(tmp_path, model="mobilenet_v3_large", engines=["onnxruntime"], batch_sizes=[1],
+                            input_shapes=[[[1, 48, 48, 3]], [[1, 64, 64, 3]]])
+    assert status == 0
+    assert sorted(r["input_shape"] for r in rows) == ["48x48x3", "64x64x3"]
+    assert len({r["cell_id"] for r in rows}) == 2
+
+
+def test_tiny_bert_through_the_sweep(tmp_path):
+    status, s, rows = sweep(tmp_path, model="bert_base_sentiment", engines=["torch", "onnxruntime", "openvino"],
+                            precisions=["fp32"], batch_sizes=[1, 4], seq_len=32,
+                            model_extra={"layers": 2, "hidden": 64, "heads": 2, "intermediate": 128})
+    assert status == 0, [r["error"] for r in rows]
+    assert len(rows) == 6 and all(r["status"] == "ok" and r["check_status"] == "pass" for r in rows)
+
+
+@pytest.mark.parametrize("scenario,extra", [
+    ("single-stream", {}),
+    ("multi-stream", {"streams": [1, 2]}),
+    ("server", {"target_qps": [40.0], "streams": [2], "latency_bound_ms": 1000.0, "time_s": 2.0, "iterations": None}),
+])
+def test_scenarios_through_the_sweep(tmp_path, scenario, extra):
+    model = ROOT / "models" / "example_mlp"
+    status, s, rows = sweep(tmp_path, model=str(model), engines=["onnxruntime", "openvino"], precisions=["fp32"],
+                            batch_sizes=[1], scenarios=[scenario], **extra)
+    assert status == 0, [r["error"] for r in rows]
+    assert all(r["scenario"] == scenario and r["status"] == "ok" for r in rows)
+    if scenario == "multi-stream":
+        assert sorted({int(r["streams"]) for r in rows}) == [1, 2]
+    if scenario == "server":
+        for r in rows:
+            assert abs(float(r["achieved_qps"]) - 40.0) / 40.0 < 0.25
+            assert r["latency_bound_met"] in ("true", "false")
+            lat = np.loadtxt(s.out_dir / "latency" / f"{r['cell_id']}.csv", delimiter=",", skiprows=1, usecols=2)
+            assert np.isclose(np.percentile(lat, 99), float(r["latency_ms_p99"]), rtol=1e-6)
