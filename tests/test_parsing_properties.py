@@ -64,7 +64,7 @@ def test_config_validation_accepts_or_rejects_cleanly(data):
     except (TypeError, ValueError, AttributeError) as e:  # wrong types must also become BadInput
         pytest.fail(f"{type(e).__name__} escaped validation for {data}: {e}")
     else:
-        assert all(b > 0 for b in cfg.batch_sizes)
+        assert all(b > 0 for s in cfg.scenarios for b in cfg.batch_sizes_for(s))
 
 
 def test_name_list_rejects_unknown_names():

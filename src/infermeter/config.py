@@ -18,6 +18,7 @@ SCENARIOS = ("offline", "single-stream", "multi-stream", "server")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "int8")
 IO_MODES = ("host", "device")
+DEFAULT_OFFLINE_BATCHES = (1, 8, 32)
 
 
 def _help(text: str, **kw):
@@ -33,7 +34,8 @@ class RunConfig:
     device: str = _help("cpu, cuda, or auto (cuda when a GPU is visible)", default="auto")
     gpu_id: int | None = _help("physical GPU index as nvidia-smi shows it", default=None)
     device_label: str | None = _help("name the device in results (e.g. to compare settings on one machine)", default=None)
-    batch_sizes: list[int] = _help("batch sizes to sweep", default_factory=lambda: [1, 8, 32])
+    batch_sizes: list[int] | None = _help("batch sizes to sweep; default 1,8,32 for offline, 1 for the "
+                                          "request-driven scenarios (single-stream, multi-stream, server)", default=None)
     scenarios: list[str] = _help("load scenarios", default_factory=lambda: ["offline"])
     streams: list[int] = _help("concurrent clients for multi-stream", default_factory=lambda: [1])
     target_qps: list[float] = _help("arrival rates for the server scenario", default_factory=list)
@@ -86,6 +88,8 @@ class RunConfig:
             raise BadInput(f"--gpu-id: {self.gpu_id} is negative")
         for name in ("batch_sizes", "streams"):
             vals = getattr(self, name)
+            if vals is None and name == "batch_sizes":
+                continue
             if not vals or any((not isinstance(v, int)) or v <= 0 for v in vals):
                 raise BadInput(f"--{name.replace('_', '-')}: must be positive integers, got {vals}")
         if "server" in self.scenarios and not self.target_qps:
@@ -114,6 +118,11 @@ class RunConfig:
             raise BadInput("--check-samples: at least 2 distinct inputs are needed to prove the reference informative")
         if self.num_threads is not None and self.num_threads <= 0:
             raise BadInput(f"--num-threads: must be positive, got {self.num_threads}")
+
+    def batch_sizes_for(self, scenario: str) -> list[int]:
+        if self.batch_sizes:
+            return self.batch_sizes
+        return list(DEFAULT_OFFLINE_BATCHES) if scenario == "offline" else [1]
 
     def to_dict(self) -> dict:
         return asdict(self)

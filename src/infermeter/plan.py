@@ -34,7 +34,7 @@ def scenario_cells(cfg: RunConfig, engine: str, precision: str, shape_tag: str) 
     for scenario in cfg.scenarios:
         streams_list = cfg.streams if scenario in ("multi-stream", "server") else [1]
         qps_list = cfg.target_qps if scenario == "server" else [None]
-        for bs in cfg.batch_sizes:
+        for bs in cfg.batch_sizes_for(scenario):
             for streams in streams_list:
                 for qps in qps_list:
                     cells.append({"cell_id": cell_id(engine, precision, scenario, bs, streams, qps, shape_tag),
