@@ -31,7 +31,8 @@ lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks py_scripts
 
 report: setup
-	$(VENV)/bin/infermeter report benchmark_results_final/* --out benchmark_results_final/report
+	$(VENV)/bin/infermeter report benchmark_results_final --out benchmark_results_final/report
+	cp benchmark_results_final/report/Final_Analysis.pdf Final_Analysis.pdf
 
 clean:
 	rm -rf $(VENV) $(RESULTS)

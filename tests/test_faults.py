@@ -165,3 +165,35 @@ def test_kill_9_of_the_whole_sweep_then_resume(tmp_path):
     assert len(ids) == len(set(ids)) == 6  # every cell once: none redone, none missing
     assert after[: len(before)] == before  # finished rows untouched
     assert {r["batch_size"] for r in after} == {"1", "2", "4", "8", "16", "32"}
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 160 KiB tmpfs: a real file system that really fills (needs root to mount; skipped otherwise)."""
+    mnt = tmp_path / "tiny-disk"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mnt)], capture_output=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_disk_that_fills_stops_the_sweep_cleanly(tmp_path, tiny_disk):
+    model = Path(__file__).resolve().parents[1] / "models" / "example_mlp"
+    batches = ",".join(str(b) for b in range(1, 41))
+    res = infermeter("run", str(model), "--engines", "onnxruntime", "--device", "cpu", "--batch-sizes", batches,
+                     "--iterations", "400", "--warmup", "1", "--idle-time", "0", "--quiet",
+                     "--results-dir", str(tiny_disk), "--cache-dir", str(tmp_path / "cache"), timeout=600)
+    assert res.returncode == 2, res.stderr[-2000:]
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "disk full" in lines[0] and "--resume" in lines[0], res.stderr
+    results = next(tiny_disk.glob("*/*/results.csv"))
+    rows = _data_rows(results)  # parses, no partial line
+    assert 1 <= len(rows) < 40 and all(r["status"] == "ok" for r in rows)
+    for r in rows:  # every finished row has its complete latency file
+        lat = (results.parent / "latency" / f"{r['cell_id']}.csv").read_text().splitlines()
+        assert len(lat) == 401
+    assert f"{len(rows)} finished cell(s)" in lines[0]

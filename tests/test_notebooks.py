@@ -4,29 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from infermeter.config import RunConfig
-
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 DEVICES = ("cpu-a", "cpu-b")
-
-
-@pytest.fixture(scope="module")
-def two_result_dirs(tmp_path_factory):
-    from infermeter.sweep import run_sweep
-
-    base = tmp_path_factory.mktemp("notebooks")
-    roots = []
-    for label, threads in zip(DEVICES, (2, 1), strict=True):
-        root = base / label
-        status, _ = run_sweep(RunConfig(
-            model="mobilenet_v3_large", engines=["onnxruntime"], batch_sizes=[1, 2], input_shapes=[[[1, 64, 64, 3]]],
-            iterations=20, warmup=2, results_dir=str(root), cache_dir=str(base / "cache"), device="cpu",
-            device_label=label, num_threads=threads, quiet=True, idle_time=0))
-        assert status == 0, f"sweep for {label} exited {status}"
-        roots.append(root)
-    return roots
 
 
 def run_notebook(name: str, parameters: str, cwd: Path):

@@ -68,8 +68,8 @@ def plan(cfg: RunConfig, models: list, device_kind: str) -> list[Group]:
                 precisions = ["fp32"]
             for p in precisions:
                 g = Group(model, name, p, scenario_cells(cfg, name, p, tag))
-                limit = getattr(model, "max_batch", lambda: None)()
-                too_big = [c for c in g.cells if limit is not None and c["batch_size"] > limit]
+                fits = [(c, *model.supports_batch(c["batch_size"])) for c in g.cells]
+                unfit = [(c, why_not) for c, fit, why_not in fits if not fit]
                 if not ok:
                     g.skip_reason = why
                 else:
@@ -77,8 +77,7 @@ def plan(cfg: RunConfig, models: list, device_kind: str) -> list[Group]:
                     if not sup:
                         g.skip_reason = why2
                 groups.append(g)
-                if too_big and not g.skip_reason:  # a graph with a fixed batch size cannot take larger batches
-                    g.cells = [c for c in g.cells if c not in too_big]
-                    groups.append(Group(model, name, p, too_big,
-                                        f"the model's batch axis is fixed at {limit}; batch > {limit} cannot run"))
+                if unfit and not g.skip_reason:  # a graph with a fixed batch size takes no other batch
+                    g.cells = [c for c, fit, _ in fits if fit]
+                    groups += [Group(model, name, p, [c], why_not) for c, why_not in unfit]
     return groups

@@ -111,7 +111,12 @@ class Sweep:
                 previous = []
         doc = {"run_id": self.run_id, **self.fp, "device_label": self.device_label, "config": self.cfg.to_dict(),
                **self.info, "previous_runs": previous[-20:]}
-        atomic_write_json(path, doc)
+        try:
+            atomic_write_json(path, doc)
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise self.disk_full(e.strerror) from None
+            raise
 
     def emit(self, row: dict) -> None:
         row = normalise(row)
@@ -122,12 +127,15 @@ class Sweep:
                 atomic_write_json(self.cfg.json_path, {"run_id": self.run_id, "results_dir": str(self.out_dir),
                                                        "rows": [clean_for_json(r) for r in self.rows]})
         except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StopSweep(f"disk full writing results in {self.out_dir}: stopped; "
-                                f"{len(self.rows)} finished cell(s) are intact in results.csv") from None
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise self.disk_full(e.strerror) from None
             raise StopSweep(f"cannot write results in {self.out_dir}: {e}") from None
         if self.progress:
             self.progress(row)
+
+    def disk_full(self, what: str) -> StopSweep:
+        return StopSweep(f"disk full writing results in {self.out_dir} ({what}): stopped; "
+                         f"{len(self.rows)} finished cell(s) are intact in results.csv; free space, then --resume")
 
     def skipped_row(self, group: Group, cell: dict, reason: str) -> dict:
         row = empty_row()
@@ -243,6 +251,8 @@ class Sweep:
                 failed["error"] = payload
             elif kind == "bad-input":
                 raise StopSweep(payload)
+            elif kind == "disk-full":
+                raise self.disk_full(payload)
 
         while remaining:
             job = self.job("engine", group.model, engine=group.engine, precision=group.precision, cells=list(remaining))

@@ -7,6 +7,7 @@ sweep starts a fresh worker for every group (and one 'prepare' worker per model 
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 #   ("row", dict)             a finished cell
 #   ("group-failed", str)     the session could not be built: every remaining cell fails with this
 #   ("bad-input", str)        the run must stop: one line for the user (e.g. uninformative reference)
+#   ("disk-full", str)        a result file could not be written: the sweep stops, finished rows intact
 #   ("done", None)
 
 OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "std::bad_alloc",
@@ -166,6 +168,12 @@ def run_engine_group(job: dict, send) -> None:
             send("cell-start", cell["cell_id"])
             try:
                 row = measurer.measure(cell)
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # the sweep stops; the parent says so
+                    send("disk-full", f"{e.strerror}: {e.filename or job['out_dir']}")
+                    return
+                traceback.print_exc()
+                row = measurer.failed_row(cell, describe_exception(e))
             except Exception as e:  # the cell fails; the session may still serve the next one
                 traceback.print_exc()
                 row = measurer.failed_row(cell, describe_exception(e))

@@ -88,6 +88,18 @@ class Model:
     def input_specs(self) -> list[InputSpec]:
         raise NotImplementedError
 
+    def max_batch(self) -> int | None:
+        """The batch size the graph fixes on axis 0 (the smallest, if inputs disagree), or None if dynamic."""
+        fixed = [s.shape[0] for s in self.input_specs() if s.shape[0] > 0]
+        return min(fixed) if fixed else None
+
+    def supports_batch(self, batch: int) -> tuple[bool, str]:
+        fixed = self.max_batch()
+        if fixed is None or batch == fixed:
+            return True, ""
+        return False, (f"{self.name} fixes the batch size to {fixed} (axis 0 of input {self.input_specs()[0].name!r}); "
+                       f"batch {batch} cannot run: export it with a dynamic batch axis")
+
     def sample_pool(self, n: int) -> list[dict[str, np.ndarray]]:
         """n distinct, preprocessed single-item inputs (leading axis 1), deterministic for a seed."""
         raise NotImplementedError

@@ -109,12 +109,6 @@ def specs_from_dims(graph_inputs, input_shapes: list[list[int]] | None, source: 
     return specs
 
 
-def fixed_batch(specs: list[InputSpec]) -> int | None:
-    """The batch size the graph fixes on axis 0 (the smallest, if inputs disagree), or None if dynamic."""
-    fixed = [s.shape[0] for s in specs if s.shape[0] > 0]
-    return min(fixed) if fixed else None
-
-
 def copy_onnx(src: Path, dst: Path) -> None:
     """Copy an ONNX file to `dst` as one self-contained file (external tensor data folded in)."""
     import onnx
@@ -187,17 +181,6 @@ class OnnxFileModel(Model):
     # ---- inputs ----------------------------------------------------------------------------------
     def input_specs(self) -> list[InputSpec]:
         return list(self._specs)
-
-    def max_batch(self) -> int | None:
-        """The batch size the graph fixes, or None when its batch axis is dynamic."""
-        return fixed_batch(self._specs)
-
-    def supports_batch(self, batch: int) -> tuple[bool, str]:
-        fixed = self.max_batch()
-        if fixed is None or batch == fixed:
-            return True, ""
-        return False, (f"{self.path.name} fixes the batch size to {fixed} (axis 0 of input "
-                       f"{self._specs[0].name!r}); batch {batch} cannot run: re-export with a dynamic batch axis")
 
     def sample_pool(self, n: int) -> list[dict[str, np.ndarray]]:
         return [random_item(self._specs, self.options.seed, i) for i in range(n)]

@@ -52,7 +52,6 @@ from infermeter.models.base import InputSpec, Model, ModelOptions
 from infermeter.models.onnx_file import (
     SUPPORTED_DTYPES,
     copy_onnx,
-    fixed_batch,
     onnxruntime_outputs,
     read_onnx_graph,
     specs_from_dims,
@@ -369,16 +368,6 @@ class UserModelAdapter(Model):
     # ---- inputs ----------------------------------------------------------------------------------
     def input_specs(self) -> list[InputSpec]:
         return list(self._specs)
-
-    def max_batch(self) -> int | None:
-        """The batch size runtime_dims fixes, or None when the batch axis is dynamic."""
-        return fixed_batch(self._specs)
-
-    def supports_batch(self, batch: int) -> tuple[bool, str]:
-        fixed = self.max_batch()
-        if fixed is None or batch == fixed:
-            return True, ""
-        return False, f"{self.name} fixes the batch size to {fixed} (runtime_dims); batch {batch} cannot run"
 
     def tensorrt_profiles(self) -> dict[str, tuple[tuple[int, ...], ...]] | None:
         """{input name: (min, opt, max)} when every input gives a tensorrt_profile, else None."""
