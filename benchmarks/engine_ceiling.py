@@ -6,7 +6,7 @@
 For ONNX Runtime and OpenVINO on the CPU, on one ONNX model (default: a small conv net built here with
 onnx.helper; --onnx for another), in one process and side by side:
 
-- infermeter: Engine.prepare + make_clients(1) + run_scenario("offline", ...), as a sweep runs it;
+- infermeter: Engine.prepare + offline_clients() + run_scenario("offline", ...), as a sweep runs it;
 - bare loops through the engine's own API on the same inputs, configured as infermeter configures it
   ("same config": what the harness itself costs), plus the engine's other ways to run (ONNX Runtime IO
   binding; OpenVINO start_async/wait and an AsyncInferQueue of several requests with the THROUGHPUT
@@ -90,7 +90,7 @@ def infermeter_runner(engine_name: str, model, store, batch: int, threads: int):
     engine.prepare(model, store, "fp32", batch)
     pool = model.sample_pool(N_STAGED * batch)
     staged = [engine.stage(model.make_batch(pool, batch, i)) for i in range(N_STAGED)]
-    clients = engine.make_clients(1)
+    clients = engine.offline_clients()
 
     def run(seconds: float) -> float:
         load = Load(clients=clients, inputs=lambda i: staged[i % N_STAGED], batch_size=batch)

@@ -81,7 +81,7 @@ def test_every_scenario_runs_an_onnxruntime_session_with_consistent_fields(ort_s
     r = run_scenario(name, load, Budget(warmup=3, iterations=40), target_qps=200, latency_bound_ms=1000)
     assert_consistent(r, name, batch)
     assert r.requests == 40
-    assert r.streams == (2 if name in ("multi-stream", "server") else 1)
+    assert r.streams == (1 if name == "single-stream" else 2)  # offline keeps every client it is given busy
     assert r.latency_bound_met is True  # 1 s is far above a 64x64 matmul
     assert r.extra["warmup_requests"] == 3 * r.streams
     assert r.extra["stop_reason"] == "iterations"

@@ -75,9 +75,12 @@ class CellMeasurer:
             self.first_ms[bs] = (time.perf_counter() - t0) * 1e3
         row["first_inference_ms"] = self.first_ms[bs]
 
-        n_clients = cell["streams"] if scenario in ("multi-stream", "server") else 1
-        load = Load(clients=self.engine.make_clients(n_clients), inputs=lambda i: staged[i % len(staged)],
-                    batch_size=bs)
+        if scenario == "offline":
+            clients = self.engine.offline_clients()
+            row["streams"] = len(clients)  # requests in flight
+        else:
+            clients = self.engine.make_clients(cell["streams"] if scenario in ("multi-stream", "server") else 1)
+        load = Load(clients=clients, inputs=lambda i: staged[i % len(staged)], batch_size=bs)
         budget = Budget(warmup=cfg.warmup, warmup_time=cfg.warmup_time, iterations=cfg.iterations,
                         time_s=cfg.time_s, min_iterations=cfg.min_iterations, target_ci=cfg.target_ci,
                         max_time=cfg.max_time)
@@ -124,17 +127,13 @@ class CellMeasurer:
         return row
 
     def energy_pass(self, load, seconds: float):
-        """Repeat the offline loop for at least `seconds` so the energy counter's steps do not dominate."""
-        client = load.clients[0]
+        """The same load, closed-loop, for at least `seconds`, so the energy counter's steps do not dominate."""
+        from infermeter.scenarios import Budget, run_scenario
+
         self.monitor.start()
-        t0 = time.perf_counter()
-        i = items = 0
-        while time.perf_counter() - t0 < seconds:
-            client(load.inputs(i))
-            i += 1
-            items += load.batch_size
-        t1 = time.perf_counter()
-        return self.monitor.stop(t0, t1, items)
+        res = run_scenario("offline" if len(load.clients) > 1 else "single-stream", load,
+                           Budget(warmup=0, time_s=seconds, min_iterations=1))
+        return self.monitor.stop(res.t_start, res.t_end, res.items)
 
     def stage_split(self, batch: int) -> dict:
         """trtexec-style H2D / compute / D2H medians, where the engine can split them."""

@@ -108,6 +108,12 @@ class Engine:
         APIs (OpenVINO infer requests, CUDA streams) override this; the default shares `infer`."""
         return [self.infer] * n
 
+    def offline_clients(self) -> list[Callable[[Any], Any]]:
+        """Clients for the offline (maximum-throughput) scenario, run concurrently when there are several.
+        Engines whose best throughput needs several requests in flight (OpenVINO's THROUGHPUT mode, as
+        benchmark_app runs it) return them here; the default is one synchronous client."""
+        return [self.infer]
+
     def staged_timings(self, inputs: dict[str, np.ndarray]) -> dict[str, float] | None:
         """Optional: h2d/compute/d2h milliseconds for one inference, where the engine can split them."""
         return None

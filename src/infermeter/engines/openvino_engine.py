@@ -25,6 +25,9 @@ OV_DEVICE = {"cpu": "CPU", "cuda": "NVIDIA"}
 OV_PRECISION = {"fp32": "f32", "fp16": "f16"}  # attribute names of openvino.Type
 
 
+THROUGHPUT_AUTO = 0  # _compile(streams=0): THROUGHPUT hint, streams chosen by OpenVINO
+
+
 @functools.cache
 def _device_facts(ov_device: str) -> tuple[bool, tuple[str, ...]]:
     """(device present, its OPTIMIZATION_CAPABILITIES), probed once per process."""
@@ -124,9 +127,10 @@ class OpenVinoEngine(Engine):
                   hints.inference_precision: getattr(ov.Type, OV_PRECISION[self.precision])}
         if streams == 1:
             config[hints.performance_mode] = hints.PerformanceMode.LATENCY
-        else:
+        else:  # streams == THROUGHPUT_AUTO lets OpenVINO choose the number of streams for this CPU
             config[hints.performance_mode] = hints.PerformanceMode.THROUGHPUT
-            config[props.streams.num] = streams
+            if streams != THROUGHPUT_AUTO:
+                config[props.streams.num] = streams
         self.compiled = self.core.compile_model(self.ov_model, self.ov_device, config)
         self.streams = streams
         self.request = self.compiled.create_infer_request()
@@ -152,6 +156,20 @@ class OpenVinoEngine(Engine):
         request.start_async(inputs, share_inputs=True)
         request.wait()
         return [request.get_output_tensor(i).data.copy() for i in range(self.n_outputs)]
+
+    def offline_clients(self):
+        """Offline is maximum throughput: compiled with the THROUGHPUT hint and as many requests in flight
+        as OpenVINO reports optimal (what benchmark_app does in throughput mode)."""
+        import openvino.properties as props
+
+        if self.streams != THROUGHPUT_AUTO:
+            with Stopwatch() as sw:
+                self._compile(THROUGHPUT_AUTO)
+            self.info["recompile_s"] = sw.s
+        n = int(self.compiled.get_property(props.optimal_number_of_infer_requests))
+        self.info["offline_requests"] = n
+        requests = [self.request] + [self.compiled.create_infer_request() for _ in range(n - 1)]
+        return [functools.partial(self._run, r) for r in requests]
 
     def make_clients(self, n: int):
         if n != self.streams:
