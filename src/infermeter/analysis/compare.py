@@ -72,7 +72,7 @@ def print_compare(df: pd.DataFrame, console=None, metric: str = "throughput_item
         valid = values.dropna()
         best = (valid.idxmin() if lower_is_better else valid.idxmax()) if len(valid) > 1 else None
         cells = [_fmt(v) if dev != best else f"[bold green]{_fmt(v)}[/]" for dev, v in values.items()]
-        out.add_row(*[str(int(i)) if isinstance(i, float) and i.is_integer() else str(i) for i in idx], *cells)
+        out.add_row(*[_label(i) for i in idx], *cells)
     console.print(out)
     skipped = df[df["status"] != "ok"]
     if not skipped.empty:
@@ -109,3 +109,13 @@ def compare_main(dirs: Iterable[str], xlsx: str | None = None, console=None, met
         path = write_workbook(df, xlsx)
         console.print(f"workbook: {path}")
     return 0
+
+
+def _label(value) -> str:
+    """An index value as text: 8.0 -> '8', NaN (not applicable, e.g. target qps offline) -> '-'."""
+    if isinstance(value, float):
+        if value != value:
+            return "-"
+        if value.is_integer():
+            return str(int(value))
+    return str(value)
