@@ -148,3 +148,26 @@ def run_clients_concurrently(engine, clients, inputs: dict[str, np.ndarray], rou
     with ThreadPoolExecutor(len(clients)) as pool:
         futures = [pool.submit(work, i) for i in range(len(clients))]
         return [call for f in futures for call in f.result(timeout=300)]
+
+
+def matmul_relu_session(features: int = 64, seed: int = 0):
+    """(onnxruntime CPU session on a one-layer MatMul+Relu graph over [N, features], its weight matrix):
+    a real engine workload with a service time small enough for scenario tests."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(seed).normal(size=(features, features)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
+        "matmul_relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", features])],
+        [numpy_helper.from_array(w, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"]), w

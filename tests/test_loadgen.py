@@ -26,22 +26,10 @@ def sleep_client(seconds: float):
 @pytest.fixture(scope="module")
 def ort_load():
     pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
-    from onnx import TensorProto, helper, numpy_helper
+    pytest.importorskip("onnxruntime")
+    from _tiny_models import matmul_relu_session
 
-    w = np.random.default_rng(0).normal(size=(FEATURES, FEATURES)).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
-        "matmul_relu",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", FEATURES])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", FEATURES])],
-        [numpy_helper.from_array(w, "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess, _ = matmul_relu_session(FEATURES)
     pool = [np.random.default_rng(i).normal(size=(4, FEATURES)).astype(np.float32) for i in range(4)]
     client = lambda x: sess.run(None, {"x": x})  # noqa: E731
     return Load([client, client], lambda i: pool[i % len(pool)], 4)

@@ -17,25 +17,11 @@ FEATURES = 64
 
 @pytest.fixture(scope="module")
 def ort_session():
-    onnx = pytest.importorskip("onnx")
-    ort = pytest.importorskip("onnxruntime")
-    from onnx import TensorProto, helper, numpy_helper
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from _tiny_models import matmul_relu_session
 
-    w = np.random.default_rng(0).normal(size=(FEATURES, FEATURES)).astype(np.float32)
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
-        "matmul_relu",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", FEATURES])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", FEATURES])],
-        [numpy_helper.from_array(w, "w")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    return sess, w
+    return matmul_relu_session(FEATURES)
 
 
 def ort_load(sess, batch_size: int, n_clients: int = 1) -> Load:

@@ -444,3 +444,15 @@ def test_unavailable_energy_is_none_with_the_reason(tmp_path):
     assert all(r["power_w"] is None and r["rss_mb"] > 0 for r in cell.trace)
     assert info["rapl"]["available"] is False and "missing" in info["rapl"]["why"]
     assert info["gpu"]["available"] is False and info["gpu"]["why"]
+
+
+def test_cpu_utilisation_stays_within_0_and_100_on_rounding():
+    from infermeter.telemetry.host import cpu_util_pct
+
+    # float sums of per-state counters: busy may move by -1e-10 when the machine was idle
+    before = {"cpu_busy_s": 0.1 + 0.2, "cpu_total_s": 10.0}
+    after = {"cpu_busy_s": 0.3, "cpu_total_s": 12.0}
+    assert after["cpu_busy_s"] - before["cpu_busy_s"] < 0  # the rounding this guards against
+    assert cpu_util_pct(before, after) == 0.0
+    assert cpu_util_pct(before, {"cpu_busy_s": 0.3 + 2.5, "cpu_total_s": 12.0}) == 100.0  # states read apart
+    assert cpu_util_pct(before, before) is None  # no time passed: nothing to say

@@ -36,7 +36,10 @@ def cpu_util_pct(before: dict, after: dict) -> float | None:
     total = after["cpu_total_s"] - before["cpu_total_s"]
     if total <= 0:
         return None
-    return 100.0 * (after["cpu_busy_s"] - before["cpu_busy_s"]) / total
+    busy = after["cpu_busy_s"] - before["cpu_busy_s"]
+    # busy is a difference of sums of the kernel's per-state counters: with nothing running it can come
+    # out as -1e-10 in floating point, and the states are sampled one after another, so clamp to 0..100
+    return min(100.0, max(0.0, 100.0 * busy / total))
 
 
 def proc_cpu_util_pct(before: dict, after: dict, wall_s: float) -> float | None:
