@@ -12,7 +12,6 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import asdict
 from pathlib import Path
 
 # Messages child -> parent: (kind, payload)
@@ -184,9 +183,3 @@ def run_engine_group(job: dict, send) -> None:
         monitor.close()
         engine.close()
 
-
-def job_summary(job: dict) -> str:
-    return f"{job.get('engine', 'prepare')}/{job.get('precision', '-')} on {job['model']}"
-
-
-__all__ = ["main", "describe_exception", "asdict"]
