@@ -149,3 +149,26 @@ def test_scenarios_through_the_sweep(tmp_path, scenario, extra):
             assert r["latency_bound_met"] in ("true", "false")
             lat = np.loadtxt(s.out_dir / "latency" / f"{r['cell_id']}.csv", delimiter=",", skiprows=1, usecols=2)
             assert np.isclose(np.percentile(lat, 99), float(r["latency_ms_p99"]), rtol=1e-6)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("infermeter.device", fromlist=["nvml_gpus"]).nvml_gpus()[0],
+                    reason="no NVIDIA GPU (NVML)")
+def test_torch_on_cuda_sweep_with_energy(tmp_path):
+    """The whole GPU path through the sweep: --gpu-id, CUDA synchronisation, the H2D/compute/D2H split,
+    NVML energy (with the energy pass for a short window), idle baseline, memory peaks."""
+    model = ROOT / "models" / "example_mlp"
+    status, s, rows = sweep(tmp_path, model=str(model), engines=["torch"], device="cuda", gpu_id=0,
+                            precisions=["fp32", "fp16"], batch_sizes=[1, 64], iterations=None, time_s=1.0,
+                            idle_time=1.0, energy_time=5.0)
+    assert status == 0, [r["error"] for r in rows]
+    for r in rows:
+        assert r["status"] == "ok" and r["device"] == "cuda" and r["gpu_id"] == "0"
+        assert r["energy_source"] in ("nvml-energy-counter", "nvml-power-samples")
+        assert float(r["energy_j"]) > 0 and float(r["power_avg_w"]) > 0 and float(r["power_idle_w"]) > 0
+        assert float(r["energy_window_s"]) >= 5.0 and r["energy_pass"]  # 1 s cells get a separate pass
+        assert float(r["items_per_j"]) > 0
+        assert float(r["compute_ms"]) > 0 and float(r["h2d_ms"]) >= 0 and float(r["d2h_ms"]) >= 0
+        assert float(r["device_mem_allocator_peak_mb"]) > 0
+        trace = (s.out_dir / "power" / f"{r['cell_id']}.csv").read_text().splitlines()
+        assert len(trace) > 5

@@ -163,3 +163,7 @@ def test_cuda_engine_matches_reference(tiny, name, precision, io):
     for start, stop, got in run_clients_concurrently(engine, engine.make_clients(2), inputs):
         check = compare(reference[start:stop], got, precision)
         assert check.status == "pass", check.detail
+
+    engine.reset_allocator_peak()
+    engine.infer(engine.stage(inputs))
+    assert engine.allocator_peak_mb() > 0  # the activations of a real call passed through torch's allocator

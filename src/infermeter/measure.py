@@ -85,12 +85,12 @@ class CellMeasurer:
                         time_s=cfg.time_s, min_iterations=cfg.min_iterations, target_ci=cfg.target_ci,
                         max_time=cfg.max_time)
 
-        self.reset_allocator_peak()
+        self.engine.reset_allocator_peak()
         self.monitor.start()
         res = run_scenario(scenario, load, budget, target_qps=cell.get("target_qps"),
                            latency_bound_ms=cfg.latency_bound_ms, seed=cfg.seed, use_loadgen=cfg.loadgen,
                            loadgen_outdir=(self.out_dir / "loadgen" / cell["cell_id"]) if cfg.loadgen else None)
-        tel = self.monitor.stop(res.t_start, res.t_end, res.items, allocator_peak_mb=self.allocator_peak_mb())
+        tel = self.monitor.stop(res.t_start, res.t_end, res.items, allocator_peak_mb=self.engine.allocator_peak_mb())
         energy_tel = tel
         if self.monitor.energy_pass_needed(res.duration_s, cfg.energy_time):
             energy_tel = self.energy_pass(load, cfg.energy_time)
@@ -136,23 +136,11 @@ class CellMeasurer:
         return self.monitor.stop(res.t_start, res.t_end, res.items)
 
     def stage_split(self, batch: int) -> dict:
-        """trtexec-style H2D / compute / D2H medians, where the engine can split them."""
+        """trtexec-style H2D / compute / D2H medians (h2d_ms, compute_ms, d2h_ms), where the engine splits them."""
         host = self.model.make_batch(self.pool, batch, 0)
-        samples = [self.engine.staged_timings(host) for _ in range(10)]
-        samples = [s for s in samples if s]
-        if not samples:
-            return {}
-        return {f"{k}_ms": float(np.median([s[k] for s in samples])) for k in ("h2d", "compute", "d2h")
-                if all(k in s for s in samples)}
-
-    def reset_allocator_peak(self) -> None:
-        fn = getattr(self.engine, "reset_allocator_peak", None)
-        if fn:
-            fn()
-
-    def allocator_peak_mb(self) -> float | None:
-        fn = getattr(self.engine, "allocator_peak_mb", None)
-        return fn() if fn else None
+        samples = [s for s in (self.engine.staged_timings(host) for _ in range(10)) if s]
+        keys = ("h2d_ms", "compute_ms", "d2h_ms")
+        return {k: float(np.median([s[k] for s in samples])) for k in keys if samples and all(k in s for s in samples)}
 
     def write_traces(self, cell_id: str, res, tel) -> None:
         lat = np.asarray(res.latencies_ms, dtype=float)

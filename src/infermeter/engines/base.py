@@ -115,7 +115,14 @@ class Engine:
         return [self.infer]
 
     def staged_timings(self, inputs: dict[str, np.ndarray]) -> dict[str, float] | None:
-        """Optional: h2d/compute/d2h milliseconds for one inference, where the engine can split them."""
+        """Optional: {"h2d_ms", "compute_ms", "d2h_ms"} for one inference, where the engine can split them."""
+        return None
+
+    def reset_allocator_peak(self) -> None:
+        """Start a new peak for allocator_peak_mb (called before each measured cell)."""
+
+    def allocator_peak_mb(self) -> float | None:
+        """The engine's own allocator peak on the device since the last reset, where it keeps one."""
         return None
 
     def close(self) -> None:

@@ -214,6 +214,21 @@ class _TorchEngineBase(Engine):
         return {"h2d_ms": events[0].elapsed_time(events[1]), "compute_ms": events[1].elapsed_time(events[2]),
                 "d2h_ms": events[2].elapsed_time(events[3])}
 
+    def reset_allocator_peak(self) -> None:
+        if self.device.type == "cuda":
+            import torch
+
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def allocator_peak_mb(self) -> float | None:
+        """torch's caching allocator: the peak of memory held by tensors (NVML's figure adds the context
+        and the allocator's cache on top)."""
+        if self.device.type != "cuda":
+            return None
+        import torch
+
+        return torch.cuda.max_memory_allocated(self.device) / 2**20
+
     def close(self) -> None:
         self.fn = self.module = None
 
