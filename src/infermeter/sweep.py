@@ -292,14 +292,8 @@ class Sweep:
                 mine = [(g, cells) for g, cells in runnable if g.model is model]
                 if not mine:
                     continue
-                kinds = {"reference", "onnx"}
-                from infermeter.engines import load_all
-
-                engines = load_all()
-                if any("keras" in engines[g.engine].sources for g, _ in mine) and "keras" in model.sources:
-                    kinds |= {"keras", "savedmodel"}
                 progress.status(f"building {model.name} {model.shape_tag()} artifacts")
-                err = self.prepare_model(model, kinds)
+                err = self.prepare_model(model, artifact_kinds(model, [g.engine for g, _ in mine]))
                 for g, cells in mine:
                     if err:
                         for c in cells:
@@ -313,6 +307,19 @@ class Sweep:
         return 1 if bad else 0
 
 
+def artifact_kinds(model, engine_names: list[str] | None = None) -> set[str]:
+    """What the model's builder produces: the ONNX export and the reference always; the Keras file and
+    SavedModel for a keras-source model when an engine takes them (every kind when no engine is named)."""
+    from infermeter.engines import load_all
+
+    kinds = {"reference", "onnx"}
+    engines = load_all()
+    if "keras" in model.sources and (engine_names is None
+                                     or any("keras" in engines[e].sources for e in engine_names)):
+        kinds |= {"keras", "savedmodel"}
+    return kinds
+
+
 def prepare_only(cfg: RunConfig) -> dict:
     """Build every artifact of the model (all input-shape experiments) without measuring anything."""
     sweep = Sweep(cfg)
@@ -320,8 +327,7 @@ def prepare_only(cfg: RunConfig) -> dict:
     built = {}
     try:
         for model in sweep.models:
-            kinds = {"reference", "onnx"} | ({"keras", "savedmodel"} if "keras" in model.sources else set())
-            err = sweep.prepare_model(model, kinds)
+            err = sweep.prepare_model(model, artifact_kinds(model))
             if err:
                 raise BadInput(f"{model.name} {model.shape_tag()}: {err}")
             from infermeter.artifacts import ArtifactStore
