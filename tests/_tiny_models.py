@@ -171,3 +171,21 @@ def matmul_relu_session(features: int = 64, seed: int = 0):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"]), w
+
+
+def run_cpu_engine(name: str, model, store, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """The first output of a real engine on the CPU (fp32), or a skip saying why it cannot run here."""
+    import pytest
+
+    from infermeter.engines import EngineContext, get_engine
+
+    cls = get_engine(name)
+    for ok, why in (cls.available(), cls.supports(model, "fp32", "cpu")):
+        if not ok:
+            pytest.skip(f"{name}: {why}")
+    engine = cls(EngineContext(device="cpu", num_threads=1, cache_dir=str(store.root.parent)))
+    engine.prepare(model, store, "fp32", len(next(iter(inputs.values()))))
+    try:
+        return engine.to_numpy(engine.infer(engine.stage(inputs)))
+    finally:
+        engine.close()

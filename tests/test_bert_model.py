@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _tiny_models import run_cpu_engine
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -172,22 +173,8 @@ def test_bad_options_are_bad_input(options, words):
 
 @pytest.mark.parametrize("engine", ["onnxruntime", "torch", "openvino"])
 def test_cpu_engines_pass_the_check_on_tiny_bert(built, engine):
-    from infermeter.engines import EngineContext, load_all
-
     model, store, _ = built
-    engines = load_all()
-    if engine not in engines:
-        pytest.skip(f"engine {engine} is not in this tree")
-    cls = engines[engine]
-    for ok, why in (cls.available(), cls.supports(model, "fp32", "cpu")):
-        if not ok:
-            pytest.skip(f"{engine}: {why}")
     inputs, ref = read_reference(store)
-    runner = cls(EngineContext(device="cpu", num_threads=1, cache_dir=str(store.root.parent)))
-    runner.prepare(model, store, "fp32", len(ref))
-    try:
-        out = runner.to_numpy(runner.infer(runner.stage(inputs)))
-    finally:
-        runner.close()
+    out = run_cpu_engine(engine, model, store, inputs)
     result = compare(ref, out, "fp32", model.task)
     assert result.status == "pass", result.detail

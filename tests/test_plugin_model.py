@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _tiny_models import run_cpu_engine
 
 torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
@@ -27,26 +28,6 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "models" / "example_mlp"
 def _ort_first_output(onnx_path, inputs):
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     return session.run(None, inputs)[0]
-
-
-def run_cpu_engine(name, model, store, inputs):
-    """The first output of a real engine on the CPU, or a skip saying why the engine cannot run here."""
-    from infermeter.engines import EngineContext, load_all
-
-    engines = load_all()
-    if name not in engines:
-        pytest.skip(f"engine {name} is not in this tree")
-    cls = engines[name]
-    for ok, why in (cls.available(), cls.supports(model, "fp32", "cpu")):
-        if not ok:
-            pytest.skip(f"{name}: {why}")
-    engine = cls(EngineContext(device="cpu", num_threads=1, cache_dir=str(store.root.parent)))
-    n = len(next(iter(inputs.values())))
-    engine.prepare(model, store, "fp32", n)
-    try:
-        return engine.to_numpy(engine.infer(engine.stage(inputs)))
-    finally:
-        engine.close()
 
 
 # ---- the shipped example ------------------------------------------------------------------------
