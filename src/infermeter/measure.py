@@ -3,8 +3,9 @@
 1. Inputs: a pool of distinct preprocessed samples, batched and staged before timing, rotated.
 2. The cold first call at a batch size is its own figure (first_inference_ms), never part of the stats.
 3. The scenario warms up, then measures until its stopping rule is met (scenarios/).
-4. Telemetry brackets exactly the measured window; a window shorter than --energy-time gets a
-   separate energy pass, and the row says so.
+4. Telemetry brackets exactly the measured window: the scenario opens the monitor's window after its
+   warm-up (run_metered), so items and energy come from the same window; a window shorter than
+   --energy-time gets a separate energy pass, and the row says so.
 5. Per-request latencies and the power trace are written atomically beside the row.
 """
 
@@ -20,6 +21,25 @@ from infermeter.results.schema import empty_row
 from infermeter.results.writer import atomic_write_csv
 
 POOL_MAX_ITEMS = 256
+
+
+def run_metered(monitor, scenario: str, load, budget, allocator_peak=None, **scenario_kw):
+    """Run a scenario with the monitor's window opened by the scenario itself, after warm-up and right
+    before the timed region (restarted for every timed run where a scenario makes several), and closed
+    when the scenario returns. Returns (ScenarioResult, CellTelemetry) of the same window."""
+    from infermeter.scenarios import run_scenario
+
+    try:
+        res = run_scenario(scenario, load, budget, on_measure_start=lambda: monitor.start(restart=True),
+                           **scenario_kw)
+    except BaseException:
+        monitor.discard()
+        raise
+    if not monitor.window_open:
+        raise RuntimeError(f"scenario {scenario!r} never opened the meter's window")
+    tel = monitor.stop(res.t_start, res.t_end, res.items,
+                       allocator_peak_mb=allocator_peak() if allocator_peak is not None else None)
+    return res, tel
 
 
 class CellMeasurer:
@@ -62,7 +82,7 @@ class CellMeasurer:
 
     # ---- the cell -----------------------------------------------------------------------------
     def measure(self, cell: dict) -> dict:
-        from infermeter.scenarios import Budget, Load, run_scenario
+        from infermeter.scenarios import Budget, Load
 
         cfg = self.cfg
         bs, scenario = cell["batch_size"], cell["scenario"]
@@ -86,11 +106,10 @@ class CellMeasurer:
                         max_time=cfg.max_time)
 
         self.engine.reset_allocator_peak()
-        self.monitor.start()
-        res = run_scenario(scenario, load, budget, target_qps=cell.get("target_qps"),
-                           latency_bound_ms=cfg.latency_bound_ms, seed=cfg.seed, use_loadgen=cfg.loadgen,
-                           loadgen_outdir=(self.out_dir / "loadgen" / cell["cell_id"]) if cfg.loadgen else None)
-        tel = self.monitor.stop(res.t_start, res.t_end, res.items, allocator_peak_mb=self.engine.allocator_peak_mb())
+        res, tel = run_metered(self.monitor, scenario, load, budget, allocator_peak=self.engine.allocator_peak_mb,
+                               target_qps=cell.get("target_qps"), latency_bound_ms=cfg.latency_bound_ms,
+                               seed=cfg.seed, use_loadgen=cfg.loadgen,
+                               loadgen_outdir=(self.out_dir / "loadgen" / cell["cell_id"]) if cfg.loadgen else None)
         energy_tel = tel
         if self.monitor.energy_pass_needed(res.duration_s, cfg.energy_time):
             energy_tel = self.energy_pass(load, cfg.energy_time)
@@ -128,12 +147,11 @@ class CellMeasurer:
 
     def energy_pass(self, load, seconds: float):
         """The same load, closed-loop, for at least `seconds`, so the energy counter's steps do not dominate."""
-        from infermeter.scenarios import Budget, run_scenario
+        from infermeter.scenarios import Budget
 
-        self.monitor.start()
-        res = run_scenario("offline" if len(load.clients) > 1 else "single-stream", load,
-                           Budget(warmup=0, time_s=seconds, min_iterations=1))
-        return self.monitor.stop(res.t_start, res.t_end, res.items)
+        _, tel = run_metered(self.monitor, "offline" if len(load.clients) > 1 else "single-stream", load,
+                             Budget(warmup=0, time_s=seconds, min_iterations=1))
+        return tel
 
     def stage_split(self, batch: int) -> dict:
         """trtexec-style H2D / compute / D2H medians (h2d_ms, compute_ms, d2h_ms), where the engine splits them."""

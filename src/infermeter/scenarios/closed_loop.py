@@ -16,42 +16,51 @@ from typing import Any
 
 import numpy as np
 
-from infermeter.scenarios.base import Budget, Load, ScenarioResult
+from infermeter.scenarios.base import Budget, Load, MeasureStart, ScenarioResult
 from infermeter.scenarios.measure import StopRule, build_result
 
 #: how often the controlling thread looks at the clock while client threads run
 POLL_S = 0.01
 
 
-def run_offline(load: Load, budget: Budget, *, latency_bound_ms: float | None = None) -> ScenarioResult:
+def run_offline(load: Load, budget: Budget, *, latency_bound_ms: float | None = None,
+                on_measure_start: MeasureStart | None = None) -> ScenarioResult:
     """Maximum throughput: back-to-back batches on one client, or on several at once when the engine
     keeps several requests in flight for throughput (Engine.offline_clients)."""
     if len(load.clients) == 1:
-        return _run_one_client("offline", load, budget, latency_bound_ms)
-    return _run_threads("offline", load, budget, latency_bound_ms)
+        return _run_one_client("offline", load, budget, latency_bound_ms, on_measure_start)
+    return _run_threads("offline", load, budget, latency_bound_ms, on_measure_start)
 
 
-def run_single_stream(load: Load, budget: Budget, *, latency_bound_ms: float | None = None) -> ScenarioResult:
-    return _run_one_client("single-stream", load, budget, latency_bound_ms)
+def run_single_stream(load: Load, budget: Budget, *, latency_bound_ms: float | None = None,
+                      on_measure_start: MeasureStart | None = None) -> ScenarioResult:
+    return _run_one_client("single-stream", load, budget, latency_bound_ms, on_measure_start)
 
 
-def run_multi_stream(load: Load, budget: Budget, *, latency_bound_ms: float | None = None) -> ScenarioResult:
-    return _run_threads("multi-stream", load, budget, latency_bound_ms)
+def run_multi_stream(load: Load, budget: Budget, *, latency_bound_ms: float | None = None,
+                     on_measure_start: MeasureStart | None = None) -> ScenarioResult:
+    return _run_threads("multi-stream", load, budget, latency_bound_ms, on_measure_start)
 
 
-def _run_threads(scenario: str, load: Load, budget: Budget, latency_bound_ms: float | None) -> ScenarioResult:
+def _run_threads(scenario: str, load: Load, budget: Budget, latency_bound_ms: float | None,
+                 on_measure_start: MeasureStart | None) -> ScenarioResult:
     warm = warm_up(load.clients, load.inputs, budget)
     stop = StopRule(budget, load.batch_size)
+    if on_measure_start is not None:
+        on_measure_start()
     issue_s, done_s, t_start = measure_threads(load.clients, load.inputs, stop)
     return build_result(scenario, issue_s=issue_s, done_s=done_s, t_start=t_start, t_end=float(done_s.max()),
                         batch_size=load.batch_size, streams=len(load.clients), latency_bound_ms=latency_bound_ms,
                         stop=stop, extra=warm)
 
 
-def _run_one_client(scenario: str, load: Load, budget: Budget, latency_bound_ms: float | None) -> ScenarioResult:
+def _run_one_client(scenario: str, load: Load, budget: Budget, latency_bound_ms: float | None,
+                    on_measure_start: MeasureStart | None) -> ScenarioResult:
     client = load.clients[0]
     warm = warm_up([client], load.inputs, budget)
     stop = StopRule(budget, load.batch_size)
+    if on_measure_start is not None:
+        on_measure_start()
     issue_s, done_s, t_start = measure_inline(client, load.inputs, stop)
     return build_result(scenario, issue_s=issue_s, done_s=done_s, t_start=t_start, t_end=float(done_s[-1]),
                         batch_size=load.batch_size, streams=1, latency_bound_ms=latency_bound_ms, stop=stop,

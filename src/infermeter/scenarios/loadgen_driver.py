@@ -9,7 +9,8 @@ batch's own run time, as in the native offline scenario); LoadGen's summary is k
 Budget mapping: iterations -> min = max query count (multi-stream: rounded up to whole queries of
 len(clients) samples; offline: the sample count); time -> min_duration and min_query_count=min_iterations;
 target_ci -> LoadGen has no CI rule, so runs of doubling min_duration (from 2 s, or max_time if shorter) until
-the CI computed from the SUT's timestamps meets the target or max_time is spent; the last run is reported.
+the CI computed from the SUT's timestamps meets the target or max_time is spent; the last run is reported, and
+on_measure_start is called before each run so a meter's window holds that run alone.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 import numpy as np
 
 from infermeter.errors import BadInput
-from infermeter.scenarios.base import DEFAULT_TIME_S, Budget, Load, ScenarioResult
+from infermeter.scenarios.base import DEFAULT_TIME_S, Budget, Load, MeasureStart, ScenarioResult
 from infermeter.scenarios.closed_loop import warm_up
 from infermeter.scenarios.measure import StopRule, build_result
 
@@ -48,21 +49,22 @@ def _import_loadgen():
 
 def run_with_loadgen(name: str, load: Load, budget: Budget, *, target_qps: float | None = None,
                      latency_bound_ms: float | None = None, seed: int = 0,
-                     outdir: str | None = None) -> ScenarioResult:
+                     outdir: str | None = None, on_measure_start: MeasureStart | None = None) -> ScenarioResult:
     lg = _import_loadgen()
     clients = load.clients if name in ("multi-stream", "server") else load.clients[:1]
     warm = warm_up(clients, load.inputs, budget)
     est_latency_s = _estimate_latency_s(clients, load.inputs, warm)
     if budget.rule != "ci":
         return _one_run(lg, name, load, clients, budget, budget.min_time_s, target_qps, latency_bound_ms, seed,
-                        outdir, est_latency_s, warm)
+                        outdir, est_latency_s, warm, on_measure_start)
     # LoadGen has no CI rule: lengthen the run until the interval is narrow enough or max_time is spent
     spent_s, duration_s, runs = 0.0, min(max(budget.min_time_s, DEFAULT_TIME_S), budget.max_time), 0
     while True:
         runs += 1
         run_dir = os.path.join(outdir, f"run{runs}") if outdir else None
+        # each run opens its own meter window: the reported run's items and energy share one window
         result = _one_run(lg, name, load, clients, budget, duration_s, target_qps, latency_bound_ms, seed,
-                          run_dir, est_latency_s, warm)
+                          run_dir, est_latency_s, warm, on_measure_start)
         spent_s += result.duration_s
         duration_s = min(2 * duration_s, budget.max_time - spent_s)
         if result.extra["ci_target_reached"] or duration_s < 0.5:
@@ -161,7 +163,7 @@ class _SUT:
 
 
 def _one_run(lg, name, load: Load, clients, budget: Budget, duration_s: float, target_qps, latency_bound_ms,
-             seed, outdir, est_latency_s, warm) -> ScenarioResult:
+             seed, outdir, est_latency_s, warm, on_measure_start=None) -> ScenarioResult:
     settings = _settings(lg, name, budget, duration_s, len(clients), target_qps, latency_bound_ms, seed,
                          est_latency_s)
     tmp = None
@@ -177,6 +179,8 @@ def _one_run(lg, name, load: Load, clients, budget: Budget, duration_s: float, t
     sut_handle = lg.ConstructSUT(sut.issue_query, sut.flush_queries)
     qsl_handle = lg.ConstructQSL(QSL_SIZE, QSL_SIZE, lambda indices: None, lambda indices: None)
     try:
+        if on_measure_start is not None:
+            on_measure_start()
         wall0 = time.perf_counter()
         lg.StartTestWithLogSettings(sut_handle, qsl_handle, settings, log)
         wall_s = time.perf_counter() - wall0

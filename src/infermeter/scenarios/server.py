@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from infermeter.scenarios.base import Budget, Load, ScenarioResult
+from infermeter.scenarios.base import Budget, Load, MeasureStart, ScenarioResult
 from infermeter.scenarios.closed_loop import warm_up
 from infermeter.scenarios.measure import StopRule, build_result
 from infermeter.scenarios.stats import percentile, poisson_schedule
@@ -42,7 +42,7 @@ def plan_arrivals(budget: Budget, target_qps: float) -> tuple[int, float]:
 
 
 def run_server(load: Load, budget: Budget, *, target_qps: float, latency_bound_ms: float | None = None,
-               seed: int = 0) -> ScenarioResult:
+               seed: int = 0, on_measure_start: MeasureStart | None = None) -> ScenarioResult:
     rng = np.random.default_rng(seed)
     n_planned, window_s = plan_arrivals(budget, target_qps)
     arrivals_s = poisson_schedule(target_qps, rng, n=n_planned, duration_s=window_s)
@@ -98,6 +98,8 @@ def run_server(load: Load, budget: Budget, *, target_qps: float, latency_bound_m
         w.start()
     lags_ms: list[float] = []
     issued = 0
+    if on_measure_start is not None:
+        on_measure_start()
     t_start = time.perf_counter()
     try:
         for k in range(n_planned):

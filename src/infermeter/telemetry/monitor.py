@@ -129,11 +129,25 @@ class Monitor:
         return self.power_idle_w
 
     # -- one cell ----------------------------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, restart: bool = False) -> None:
+        """Open the cell's window. restart=True first drops a window already open (a scenario that times
+        several runs and reports the last one opens a fresh window before each)."""
         if self._cell is not None:
-            raise RuntimeError("start() twice without stop()")
+            if not restart:
+                raise RuntimeError("start() twice without stop()")
+            self.discard()
         self._sampler.start()
         self._cell = {"counters_start": self._read_counters()}
+
+    @property
+    def window_open(self) -> bool:
+        return self._cell is not None
+
+    def discard(self) -> None:
+        """Close an open window without a result (its run failed, or a later run replaces it)."""
+        if self._cell is not None:
+            self._sampler.stop()
+            self._cell = None
 
     def stop(self, t0: float, t1: float, items: int | None, allocator_peak_mb: float | None = None) -> CellTelemetry:
         """Close the cell whose timed region was [t0, t1] (perf_counter) and processed `items` items in it."""
