@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--engines", type=_list_arg(name_list, "--engines"), help="comma list, or all")
     r.add_argument("--precisions", type=_list_arg(name_list, "--precisions"), help="fp32,fp16 (default: auto)")
     r.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    r.add_argument("--gpu-id", type=int, dest="gpu_id", help="physical GPU index (as nvidia-smi)")
+    r.add_argument("--gpu-id", dest="gpu_id", help="physical GPU index (as nvidia-smi); 0,2 or all: each GPU in turn")
+    r.add_argument("--parallel-gpus", action="store_true", default=None, dest="parallel_gpus",
+                   help="with several --gpu-id: sweep them at once (recorded in run.json and every row)")
     r.add_argument("--device-label", dest="device_label", help="name the device in results")
     r.add_argument("--batch-sizes", type=_list_arg(positive_int_list, "--batch-sizes"), dest="batch_sizes")
     r.add_argument("--scenario", type=_list_arg(name_list, "--scenario"), dest="scenarios",
@@ -141,13 +143,14 @@ def load_config_file(path: str) -> dict:
 
 def cmd_run(args, argv) -> int:
     cfg = config_from_args(args, argv)
+    from infermeter.multi_gpu import run_sweeps
     from infermeter.progress import print_summary
-    from infermeter.sweep import run_sweep
 
-    status, sweep = run_sweep(cfg)
-    energy = {r.get("energy_source") for r in sweep.rows if r.get("energy_source")}
-    print_summary(sweep.rows, sweep.out_dir, "; ".join(sorted(energy)) if energy else None)
-    return status
+    outcomes = run_sweeps(cfg)
+    for o in outcomes:
+        energy = {r.get("energy_source") for r in o.rows if r.get("energy_source")}
+        print_summary(o.rows, o.out_dir, "; ".join(sorted(energy)) if energy else None)
+    return max(o.status for o in outcomes)
 
 
 def cmd_prepare(args, argv) -> int:

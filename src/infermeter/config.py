@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from infermeter.errors import BadInput
 from infermeter.parsing import (
+    gpu_id_spec,
     input_shape_sets,
     input_shapes,
     name_list,
@@ -32,7 +33,11 @@ class RunConfig:
     precisions: list[str] = _help("precisions; ['auto'] = every precision each engine supports on the device",
                                   default_factory=lambda: ["auto"])
     device: str = _help("cpu, cuda, or auto (cuda when a GPU is visible)", default="auto")
-    gpu_id: int | None = _help("physical GPU index as nvidia-smi shows it", default=None)
+    gpu_id: int | list[int] | str | None = _help(
+        "physical GPU index as nvidia-smi shows it; a comma list (0,2) or 'all' sweeps each GPU in turn, "
+        "each into its own results folder", default=None)
+    parallel_gpus: bool = _help("with several --gpu-id, sweep every GPU at once (separate processes) instead of "
+                                "one after another; recorded in run.json and every row", default=False)
     device_label: str | None = _help("name the device in results (e.g. to compare settings on one machine)", default=None)
     batch_sizes: list[int] | None = _help("batch sizes to sweep; default 1,8,32 for offline, 1 for the "
                                           "request-driven scenarios (single-stream, multi-stream, server)", default=None)
@@ -84,8 +89,6 @@ class RunConfig:
                 raise BadInput(f"--precisions: unknown {p!r}; choose from {', '.join(PRECISIONS)}")
         if self.io not in IO_MODES:
             raise BadInput(f"--io: unknown {self.io!r}; choose from {', '.join(IO_MODES)}")
-        if self.gpu_id is not None and self.gpu_id < 0:
-            raise BadInput(f"--gpu-id: {self.gpu_id} is negative")
         for name in ("batch_sizes", "streams"):
             vals = getattr(self, name)
             if vals is None and name == "batch_sizes":
@@ -145,6 +148,8 @@ def _coerce(name: str, annotation: str, value):
     """Check a value against its field's type; accept the string forms config files and env use."""
     flag = _flag(name)
     optional = "None" in annotation
+    if name == "gpu_id" and value is not None:
+        return gpu_id_spec(value)
     if value is None:
         if optional:
             return None

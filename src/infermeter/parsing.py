@@ -26,6 +26,32 @@ def positive_int_list(text: str, what: str) -> list[int]:
     return out
 
 
+def gpu_id_spec(value) -> int | list[int] | str:
+    """--gpu-id: '1' -> 1, '0,2' -> [0, 2], 'all' -> 'all' (physical indices as nvidia-smi shows them)."""
+    if isinstance(value, bool):
+        raise BadInput(f"--gpu-id: expected an index, a comma list of indices or all, got {value!r}")
+    if isinstance(value, int):
+        ids = [value]
+    elif isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        ids = value
+    elif isinstance(value, str) and value.strip().lower() == "all":
+        return "all"
+    elif isinstance(value, str):
+        items = [t.strip() for t in value.split(",")]
+        if not all(re.fullmatch(r"\d+", t) for t in items):
+            raise BadInput(f"--gpu-id: expected an index (0), a comma list (0,2) or all, got {value!r}")
+        ids = [int(t) for t in items]
+    else:
+        raise BadInput(f"--gpu-id: expected an index, a comma list of indices or all, got {value!r}")
+    for v in ids:
+        if v < 0:
+            raise BadInput(f"--gpu-id: {v} is negative")
+    dup = sorted({v for v in ids if ids.count(v) > 1})
+    if dup:
+        raise BadInput(f"--gpu-id: {dup[0]} is listed twice")
+    return ids[0] if len(ids) == 1 else list(ids)
+
+
 def positive_float_list(text: str, what: str) -> list[float]:
     items = [t.strip() for t in str(text).split(",")]
     out: list[float] = []

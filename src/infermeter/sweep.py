@@ -68,6 +68,8 @@ class Sweep:
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         self.run_id = uuid.uuid4().hex[:12]
+        if not (cfg.gpu_id is None or isinstance(cfg.gpu_id, int)):
+            raise BadInput(f"--gpu-id {cfg.gpu_id}: one Sweep measures one device (run_sweeps expands lists)")
         self.dev: DeviceInfo = resolve_device(cfg.device, cfg.gpu_id)
         self.device_label = cfg.device_label or self.dev.name
         shape_sets = cfg.input_shapes or [None]
@@ -109,7 +111,8 @@ class Sweep:
                 previous = old.get("previous_runs", []) + [{k: old.get(k) for k in ("run_id", "created_at", "command")}]
             except (ValueError, OSError):
                 previous = []
-        doc = {"run_id": self.run_id, **self.fp, "device_label": self.device_label, "config": self.cfg.to_dict(),
+        doc = {"run_id": self.run_id, **self.fp, "device_label": self.device_label,
+               "parallel_gpus": self.cfg.parallel_gpus, "config": self.cfg.to_dict(),
                **self.info, "previous_runs": previous[-20:]}
         try:
             atomic_write_json(path, doc)
@@ -119,7 +122,7 @@ class Sweep:
             raise
 
     def emit(self, row: dict) -> None:
-        row = normalise(row)
+        row = normalise({**row, "parallel_gpus": self.cfg.parallel_gpus})
         try:
             self.csv.append(row)
             self.rows.append(row)

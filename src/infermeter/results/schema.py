@@ -7,7 +7,7 @@ break the CSV. Fields a cell could not measure are empty (None), never zero.
 from __future__ import annotations
 
 IDENTITY = ["run_id", "cell_id", "started_at", "model", "weights", "input_shape", "engine", "precision",
-            "device", "device_name", "gpu_id", "scenario", "batch_size", "streams", "target_qps", "io", "driver"]
+            "device", "device_name", "gpu_id", "parallel_gpus", "scenario", "batch_size", "streams", "target_qps", "io", "driver"]
 TIMING = ["iterations", "items", "duration_s", "throughput_items_s", "achieved_qps",
           "latency_ms_mean", "latency_ms_p50", "latency_ms_p90", "latency_ms_p95", "latency_ms_p99",
           "latency_ms_std", "latency_ms_min", "latency_ms_max", "ci95_rel", "latency_bound_ms",
