@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RESULTS ?= benchmark_results
-BENCH_ARGS ?= --batch-sizes 1,8,32 --time 3 --warmup-time 1
+BENCH_ARGS ?= --batch-sizes 1,8,32 --time-s 3 --warmup-time-s 1
 
 .PHONY: setup bench test test-gpu lint clean report
 

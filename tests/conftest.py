@@ -21,7 +21,7 @@ def two_result_dirs(tmp_path_factory):
         status, _ = run_sweep(RunConfig(
             model="mobilenet_v3_large", engines=["onnxruntime"], batch_sizes=[1, 2], input_shapes=[[[1, 64, 64, 3]]],
             iterations=20, warmup=2, results_dir=str(root), cache_dir=str(base / "cache"), device="cpu",
-            device_label=label, num_threads=threads, quiet=True, idle_time=0))
+            device_label=label, num_threads=threads, quiet=True, idle_time_s=0))
         assert status == 0, f"sweep for {label} exited {status}"
         roots.append(root)
     return roots

@@ -75,7 +75,7 @@ def infermeter(*args, **kw):
 
 def sweep_args(model: Path, tmp_path: Path, *extra):
     return ["run", str(model), "--engines", "torch", "--device", "cpu", "--batch-sizes", "1,3,4",
-            "--iterations", "10", "--warmup", "2", "--min-iterations", "1", "--idle-time", "0",
+            "--iterations", "10", "--warmup", "2", "--min-iterations", "1", "--idle-time-s", "0",
             "--results-dir", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"), "--quiet", *extra]
 
 
@@ -102,7 +102,7 @@ def test_a_crashing_cell_fails_alone_and_the_sweep_goes_on(tmp_path, kind, cause
 def test_a_hanging_cell_is_killed_at_the_timeout(tmp_path):
     model = make_faulty_model(tmp_path, "hang")
     t0 = time.monotonic()
-    res = infermeter(*sweep_args(model, tmp_path, "--timeout", "15"), timeout=600)
+    res = infermeter(*sweep_args(model, tmp_path, "--timeout-s", "15"), timeout=600)
     assert res.returncode == 1
     rows = rows_of(tmp_path, "faulty_hang")
     assert rows["3"]["status"] == "failed" and "timeout" in rows["3"]["error"] and "15 s" in rows["3"]["error"]
@@ -135,7 +135,7 @@ def _data_rows(path: Path) -> list[dict]:
 def test_kill_9_of_the_whole_sweep_then_resume(tmp_path):
     model = Path(__file__).resolve().parents[1] / "models" / "example_mlp"
     args = ["run", str(model), "--engines", "onnxruntime", "--device", "cpu", "--batch-sizes", "1,2,4,8,16,32",
-            "--time", "1.5", "--warmup", "2", "--idle-time", "0", "--quiet",
+            "--time-s", "1.5", "--warmup", "2", "--idle-time-s", "0", "--quiet",
             "--results-dir", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")]
     proc = subprocess.Popen([sys.executable, "-m", "infermeter", *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
@@ -185,7 +185,7 @@ def test_a_disk_that_fills_stops_the_sweep_cleanly(tmp_path, tiny_disk):
     model = Path(__file__).resolve().parents[1] / "models" / "example_mlp"
     batches = ",".join(str(b) for b in range(1, 41))
     res = infermeter("run", str(model), "--engines", "onnxruntime", "--device", "cpu", "--batch-sizes", batches,
-                     "--iterations", "400", "--warmup", "1", "--idle-time", "0", "--quiet",
+                     "--iterations", "400", "--warmup", "1", "--idle-time-s", "0", "--quiet",
                      "--results-dir", str(tiny_disk), "--cache-dir", str(tmp_path / "cache"), timeout=600)
     assert res.returncode == 2, res.stderr[-2000:]
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]

@@ -94,7 +94,7 @@ def test_loadgen_server_runs_near_its_target_rate_and_keeps_logs(tmp_path):
 
 def test_loadgen_target_ci_reports_whether_it_was_reached():
     steady = Load([sleep_client(0.002)], lambda i: i, 1)
-    r = run_scenario("single-stream", steady, Budget(warmup=2, target_ci=0.05, max_time=1.0), use_loadgen=True)
+    r = run_scenario("single-stream", steady, Budget(warmup=2, target_ci=0.05, max_time_s=1.0), use_loadgen=True)
     assert r.extra["loadgen_runs"] == 1 and r.extra["loadgen_total_s"] <= 1.2
     assert r.extra["ci_target_reached"] is True and r.ci95_rel <= 0.05 and r.extra["stop_reason"] == "ci"
 

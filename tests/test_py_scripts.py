@@ -26,7 +26,7 @@ def test_every_script_documents_gpu_id(name):
 
 def test_onnx_script_runs_on_the_cpu(tmp_path):
     res = script("onnx_benchmark_models.py", "--model", str(ROOT / "models" / "example_mlp"), "--batch-sizes", "1,4",
-                 "--iterations", "5", "--warmup", "1", "--idle-time", "0", "--quiet",
+                 "--iterations", "5", "--warmup", "1", "--idle-time-s", "0", "--quiet",
                  "--results-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"))
     assert res.returncode == 0, res.stderr[-1500:]
     rows = read_results(next((tmp_path / "r").glob("*/*/results.csv")))

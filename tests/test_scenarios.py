@@ -124,7 +124,7 @@ def test_ci_rule_stops_sooner_for_steady_than_for_jittery_service():
         time.sleep(s)
 
     # the jittery client (CV ~ 0.9) needs thousands of requests for 3%, so it runs into max_time
-    budget = Budget(warmup=2, target_ci=0.03, max_time=2.0)
+    budget = Budget(warmup=2, target_ci=0.03, max_time_s=2.0)
     steady = run_scenario("offline", Load([sleep_client(0.002)], lambda i: i, 1), budget)
     noisy = run_scenario("offline", Load([jittery], lambda i: i, 1), budget)
     assert steady.extra["ci_target_reached"] is True and steady.extra["stop_reason"] == "ci"
@@ -144,7 +144,7 @@ def test_ci_rule_honours_max_time():
     max_time = 0.6
     t0 = time.perf_counter()
     r = run_scenario("single-stream", Load([very_jittery], lambda i: i, 1),
-                     Budget(warmup=0, target_ci=0.001, max_time=max_time))
+                     Budget(warmup=0, target_ci=0.001, max_time_s=max_time))
     wall = time.perf_counter() - t0
     assert r.extra["ci_target_reached"] is False and r.extra["stop_reason"] == "max_time"
     assert r.ci95_rel > 0.001

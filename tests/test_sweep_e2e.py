@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def sweep(tmp_path, **kw):
-    cfg = dict(device="cpu", iterations=6, warmup=1, min_iterations=1, idle_time=0, quiet=True,
+    cfg = dict(device="cpu", iterations=6, warmup=1, min_iterations=1, idle_time_s=0, quiet=True,
                results_dir=str(tmp_path / "results"), cache_dir=str(tmp_path / "cache"))
     cfg.update(kw)
     status, s = run_sweep(RunConfig(**cfg))
@@ -160,7 +160,7 @@ def test_torch_on_cuda_sweep_with_energy(tmp_path):
     model = ROOT / "models" / "example_mlp"
     status, s, rows = sweep(tmp_path, model=str(model), engines=["torch"], device="cuda", gpu_id=0,
                             precisions=["fp32", "fp16"], batch_sizes=[1, 64], iterations=None, time_s=1.0,
-                            idle_time=1.0, energy_time=5.0)
+                            idle_time_s=1.0, energy_time_s=5.0)
     assert status == 0, [r["error"] for r in rows]
     for r in rows:
         assert r["status"] == "ok" and r["device"] == "cuda" and r["gpu_id"] == "0"

@@ -9,7 +9,9 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import fields
 
+from infermeter.config import DEVICES, RunConfig, flags_of
 from infermeter.errors import BadInput
 from infermeter.parsing import input_shape_sets, name_list, positive_float_list, positive_int_list
 
@@ -21,63 +23,13 @@ class OneLineParser(argparse.ArgumentParser):
         raise BadInput(f"{self.prog}: {message}")
 
 
-def _list_arg(kind, what):
-    def parse(text):
-        try:
-            return kind(text, what)
-        except BadInput as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="infermeter", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     r = sub.add_parser("run", help="benchmark a model over engines, precisions, batch sizes and scenarios")
-    r.add_argument("model", nargs="?", default=None, help="model name, PATH.onnx or model folder (default mobilenet_v3_large)")
     r.add_argument("--config", help="YAML file with run settings (same names as the flags, underscores)")
-    r.add_argument("--engines", type=_list_arg(name_list, "--engines"), help="comma list, or all")
-    r.add_argument("--precisions", type=_list_arg(name_list, "--precisions"), help="fp32,fp16 (default: auto)")
-    r.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    r.add_argument("--gpu-id", dest="gpu_id", help="physical GPU index (as nvidia-smi); 0,2 or all: each GPU in turn")
-    r.add_argument("--parallel-gpus", action="store_true", default=None, dest="parallel_gpus",
-                   help="with several --gpu-id: sweep them at once (recorded in run.json and every row)")
-    r.add_argument("--device-label", dest="device_label", help="name the device in results")
-    r.add_argument("--batch-sizes", type=_list_arg(positive_int_list, "--batch-sizes"), dest="batch_sizes")
-    r.add_argument("--scenario", type=_list_arg(name_list, "--scenario"), dest="scenarios",
-                   help="offline, single-stream, multi-stream, server (comma list)")
-    r.add_argument("--streams", type=_list_arg(positive_int_list, "--streams"))
-    r.add_argument("--target-qps", type=_list_arg(positive_float_list, "--target-qps"), dest="target_qps")
-    r.add_argument("--latency-bound-ms", type=float, dest="latency_bound_ms")
-    r.add_argument("--warmup", type=int)
-    r.add_argument("--warmup-time", type=float, dest="warmup_time")
-    r.add_argument("--iterations", type=int)
-    r.add_argument("--time", type=float, dest="time_s")
-    r.add_argument("--min-iterations", type=int, dest="min_iterations")
-    r.add_argument("--target-ci", type=float, dest="target_ci")
-    r.add_argument("--max-time", type=float, dest="max_time")
-    r.add_argument("--results-dir", dest="results_dir")
-    r.add_argument("--cache-dir", dest="cache_dir")
-    r.add_argument("--json", dest="json_path")
-    r.add_argument("--resume", action="store_true", default=None)
-    r.add_argument("--timeout", type=float, dest="timeout_s", help="per-cell limit in seconds")
-    r.add_argument("--weights")
-    r.add_argument("--seed", type=int)
-    r.add_argument("--image")
-    r.add_argument("--input-shapes", type=lambda t: _wrap(input_shape_sets, t), dest="input_shapes",
-                   help='"[1,224,224,3]" ; several experiments separated by ";"')
-    r.add_argument("--seq-len", type=int, dest="seq_len")
-    r.add_argument("--power-interval-ms", type=float, dest="power_interval_ms")
-    r.add_argument("--energy-time", type=float, dest="energy_time")
-    r.add_argument("--cooldown", type=float, dest="cooldown_s")
-    r.add_argument("--idle-time", type=float, dest="idle_time")
-    r.add_argument("--num-threads", type=int, dest="num_threads")
-    r.add_argument("--io", choices=("host", "device"))
-    r.add_argument("--loadgen", action="store_true", default=None)
-    r.add_argument("--check-samples", type=int, dest="check_samples")
-    r.add_argument("--worker-memory-limit-mb", type=int, dest="worker_memory_limit_mb")
-    r.add_argument("--quiet", action="store_true", default=None)
+    add_run_options(r)
 
     prep = sub.add_parser("prepare", help="build a model's artifacts (Keras file, SavedModel, ONNX, reference) only",
                           parents=[], add_help=True)
@@ -87,31 +39,75 @@ def build_parser() -> argparse.ArgumentParser:
             prep._add_action(a)
 
     ls = sub.add_parser("list", help="engines and models, each available or why not")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     env = sub.add_parser("env", help="hardware and software fingerprint")
-    env.add_argument("--json", action="store_true")
-    env.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    env.add_argument("--gpu-id", type=int, dest="gpu_id")
+    env.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    env.add_argument("--device", choices=DEVICES, default="auto", help="the device to describe")
+    env.add_argument("--gpu-id", type=int, dest="gpu_id", help="physical GPU index as nvidia-smi shows it")
     rep = sub.add_parser("report", help="plots, Final_Analysis.pdf and a workbook from result folders")
-    rep.add_argument("dirs", nargs="+")
-    rep.add_argument("--out", default="report")
+    rep.add_argument("dirs", nargs="+", help="result folders (each holding results.csv)")
+    rep.add_argument("--out", default="report", help="output folder (default: report)")
     cmp_ = sub.add_parser("compare", help="cross-device table")
-    cmp_.add_argument("dirs", nargs="+")
-    cmp_.add_argument("--xlsx")
+    cmp_.add_argument("dirs", nargs="+", help="result folders (each holding results.csv)")
+    cmp_.add_argument("--xlsx", help="also write the table to this workbook")
     cmp_.add_argument("--metric", default=None, help="one metric (default: throughput, p99 latency and items/J)")
     return p
 
 
-def _wrap(fn, text):
-    try:
-        return fn(text)
-    except BadInput as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+# how a RunConfig annotation is read from the command line (lists: comma separated)
+_PARSERS = {
+    "list[int]": positive_int_list,
+    "list[float]": positive_float_list,
+    "list[str]": name_list,
+    "list[list[list[int]]]": lambda text, flag: input_shape_sets(text),
+    "int": int,
+    "float": float,
+    "str": str,
+}
 
 
-def config_from_args(args: argparse.Namespace, argv: list[str]):
-    from infermeter.config import RunConfig
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """One argument per RunConfig field, all of it from the field: flag spellings, type, choices, help.
+    Defaults stay None here, so a flag overrides a config file only when given; the help shows RunConfig's."""
+    defaults = RunConfig()
+    for f in fields(RunConfig):
+        meta = f.metadata
+        if not meta.get("cli", True):
+            continue
+        default = getattr(defaults, f.name)
+        shown = "" if default in (None, [], "", False) else f" (default: {_show(default)})"
+        kw: dict = {"help": (meta["help"] + shown).replace("%", "%%"), "default": None}
+        base = f.type.replace(" | None", "")
+        if meta.get("positional"):
+            parser.add_argument(f.name, nargs="?", **kw)
+            continue
+        if base == "bool":
+            kw["action"] = "store_true"
+        elif meta.get("choices"):
+            kw["choices"] = meta["choices"]
+        else:
+            kw["type"] = _typed(_PARSERS[base], flags_of(f)[0])
+        parser.add_argument(*flags_of(f), dest=f.name, **kw)
 
+
+def _show(value) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _typed(parse, flag):
+    if parse in (int, float, str):
+        return parse
+
+    def typed(text):
+        try:
+            return parse(text, flag)
+        except BadInput as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    typed.__name__ = flag  # argparse names the type in its "invalid ... value" message
+    return typed
+
+
+def config_from_args(args: argparse.Namespace, argv: list[str]) -> RunConfig:
     data: dict = {}
     if args.config:
         data.update(load_config_file(args.config))

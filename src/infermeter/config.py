@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import asdict, dataclass, field, fields
 
@@ -22,17 +23,23 @@ IO_MODES = ("host", "device")
 DEFAULT_OFFLINE_BATCHES = (1, 8, 32)
 
 
-def _help(text: str, **kw):
-    return field(metadata={"help": text}, **kw)
+def _help(text: str, *, flag: str | None = None, aliases: tuple[str, ...] = (), choices: tuple[str, ...] | None = None,
+          cli: bool = True, positional: bool = False, **kw):
+    """A RunConfig field with everything the CLI needs: its help text, its flag (default: the field name with
+    dashes), older spellings still accepted (as flags and as config-file keys), choices, and whether it is on
+    the command line at all. The argparse type comes from the field's annotation (see cli.add_run_options)."""
+    return field(metadata={"help": text, "flag": flag, "aliases": tuple(aliases), "choices": choices, "cli": cli,
+                           "positional": positional}, **kw)
 
 
 @dataclass
 class RunConfig:
-    model: str = _help("model name, path to an .onnx file, or a model folder", default="mobilenet_v3_large")
-    engines: list[str] = _help("engine names, or ['all'] for every engine available here", default_factory=lambda: ["all"])
-    precisions: list[str] = _help("precisions; ['auto'] = every precision each engine supports on the device",
+    model: str = _help("model name, path to an .onnx file, or a model folder", positional=True, default="mobilenet_v3_large")
+    engines: list[str] = _help("engine names (comma list), or all: every engine available here", default_factory=lambda: ["all"])
+    precisions: list[str] = _help("precisions (comma list, e.g. fp32,fp16); auto: every precision each engine "
+                                  "supports on the device",
                                   default_factory=lambda: ["auto"])
-    device: str = _help("cpu, cuda, or auto (cuda when a GPU is visible)", default="auto")
+    device: str = _help("cpu, cuda, or auto (cuda when a GPU is visible)", choices=DEVICES, default="auto")
     gpu_id: int | list[int] | str | None = _help(
         "physical GPU index as nvidia-smi shows it; a comma list (0,2) or 'all' sweeps each GPU in turn, "
         "each into its own results folder", default=None)
@@ -41,40 +48,47 @@ class RunConfig:
     device_label: str | None = _help("name the device in results (e.g. to compare settings on one machine)", default=None)
     batch_sizes: list[int] | None = _help("batch sizes to sweep; default 1,8,32 for offline, 1 for the "
                                           "request-driven scenarios (single-stream, multi-stream, server)", default=None)
-    scenarios: list[str] = _help("load scenarios", default_factory=lambda: ["offline"])
+    scenarios: list[str] = _help("load scenarios: offline, single-stream, multi-stream, server (comma list)",
+                                  flag="--scenario", default_factory=lambda: ["offline"])
     streams: list[int] = _help("concurrent clients for multi-stream", default_factory=lambda: [1])
     target_qps: list[float] = _help("arrival rates for the server scenario", default_factory=list)
     latency_bound_ms: float | None = _help("p99 bound the server scenario must meet", default=None)
     warmup: int = _help("warm-up iterations", default=10)
-    warmup_time: float | None = _help("warm-up seconds (overrides --warmup)", default=None)
+    warmup_time_s: float | None = _help("warm-up seconds (overrides --warmup)", aliases=("--warmup-time",),
+                                       default=None)
     iterations: int | None = _help("measured iterations", default=None)
-    time_s: float | None = _help("measured seconds", default=None)
+    time_s: float | None = _help("measured seconds", aliases=("--time",), default=None)
     min_iterations: int = _help("measured iterations at least, whatever the time", default=10)
     target_ci: float | None = _help("run until the 95% CI half-width is within this fraction of the mean", default=None)
-    max_time: float = _help("upper bound in seconds for --target-ci runs", default=60.0)
+    max_time_s: float = _help("upper bound in seconds for --target-ci runs", aliases=("--max-time",), default=60.0)
     results_dir: str = _help("results root", default_factory=lambda: os.environ.get("INFERMETER_RESULTS_DIR", "benchmark_results"))
     cache_dir: str = _help("artifact cache", default_factory=lambda: os.environ.get(
         "INFERMETER_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "infermeter")))
-    json_path: str | None = _help("also write all rows as JSON here", default=None)
+    json_path: str | None = _help("also write all rows as JSON here", flag="--json", default=None)
     resume: bool = _help("skip cells already in results.csv", default=False)
-    timeout_s: float = _help("per-cell time limit in seconds", default=900.0)
+    timeout_s: float = _help("per-cell time limit in seconds", aliases=("--timeout",), default=900.0)
     weights: str | None = _help("weights file or checkpoint folder; default: seeded synthetic weights", default=None)
     seed: int = _help("seed for synthetic weights and inputs", default=0)
     image: str | None = _help("photograph to build inputs from", default=None)
-    input_shapes: list[list[list[int]]] | None = _help("input shape sets; each set is one experiment", default=None)
+    input_shapes: list[list[list[int]]] | None = _help(
+        'input shape sets, e.g. "[1,224,224,3]"; several experiments separated by ";"', default=None)
     seq_len: int = _help("sequence length for text models", default=128)
     power_interval_ms: float = _help("telemetry sampling interval (floor 50 ms)", default=100.0)
-    energy_time: float = _help("minimum energy window; shorter cells get an extra energy pass", default=5.0)
-    cooldown_s: float = _help("pause between cells", default=0.0)
-    idle_time: float = _help("seconds of idle baseline before the sweep (0 = none)", default=2.0)
+    energy_time_s: float = _help("minimum energy window in seconds; shorter cells get an extra energy pass",
+                                  aliases=("--energy-time",), default=5.0)
+    cooldown_s: float = _help("pause between cells in seconds", aliases=("--cooldown",), default=0.0)
+    idle_time_s: float = _help("seconds of idle baseline before the sweep (0 = none)", aliases=("--idle-time",),
+                                default=2.0)
     num_threads: int | None = _help("intra-op threads per engine; default: all cores", default=None)
-    io: str = _help("host: input copies inside the timed region; device: inputs resident on the device", default="host")
+    io: str = _help("host: input copies inside the timed region; device: inputs resident on the device",
+                     choices=IO_MODES, default="host")
     loadgen: bool = _help("drive the scenario through mlcommons-loadgen", default=False)
     check_samples: int = _help("distinct inputs for the correctness gate", default=8)
     worker_memory_limit_mb: int | None = _help("address-space limit for each worker", default=None)
     quiet: bool = _help("no progress bar", default=False)
-    model_extra: dict = _help("model-specific options (e.g. tiny BERT sizes for tests)", default_factory=dict)
-    command: str = _help("the command line that started the run", default="")
+    model_extra: dict = _help("model-specific options (e.g. tiny BERT sizes for tests)", cli=False,
+                              default_factory=dict)
+    command: str = _help("the command line that started the run", cli=False, default="")
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -94,24 +108,28 @@ class RunConfig:
             if vals is None and name == "batch_sizes":
                 continue
             if not vals or any((not isinstance(v, int)) or v <= 0 for v in vals):
-                raise BadInput(f"--{name.replace('_', '-')}: must be positive integers, got {vals}")
+                raise BadInput(f"{_flag(name)}: must be positive integers, got {vals}")
         if "server" in self.scenarios and not self.target_qps:
             raise BadInput("--scenario server needs --target-qps")
         for name in ("warmup", "min_iterations", "check_samples"):
             if getattr(self, name) < 0:
-                raise BadInput(f"--{name.replace('_', '-')}: must not be negative")
+                raise BadInput(f"{_flag(name)}: must not be negative")
         for name in ("iterations",):
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise BadInput(f"--{name}: must be positive, got {v}")
-        for name in ("time_s", "warmup_time", "target_ci", "latency_bound_ms"):
+        for name in ("time_s", "warmup_time_s", "target_ci", "latency_bound_ms"):
             v = getattr(self, name)
             if v is not None and not v > 0:
-                raise BadInput(f"--{name.replace('_s', '').replace('_', '-')}: must be positive, got {v}")
+                raise BadInput(f"{_flag(name)}: must be positive, got {v}")
         if self.target_ci is not None and self.target_ci >= 1:
             raise BadInput(f"--target-ci: a fraction below 1 (0.01 = 1%), got {self.target_ci}")
-        if not self.max_time > 0 or not self.timeout_s > 0:
-            raise BadInput("--max-time and --timeout must be positive")
+        for name in ("max_time_s", "timeout_s"):
+            if not getattr(self, name) > 0:
+                raise BadInput(f"{_flag(name)}: must be positive, got {getattr(self, name)}")
+        for name in ("energy_time_s", "cooldown_s", "idle_time_s"):
+            if getattr(self, name) < 0:
+                raise BadInput(f"{_flag(name)}: must not be negative, got {getattr(self, name)}")
         if self.power_interval_ms < 50:
             raise BadInput(f"--power-interval-ms: {self.power_interval_ms} is below the 50 ms floor "
                            "(NVML's readings do not update faster)")
@@ -132,16 +150,50 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
+        """Config files and the worker: field names, or any of a field's flag spellings with underscores
+        (`max_time`, `time`, `scenario`, ...)."""
+        data = canonical_keys(data)
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise BadInput(f"config: unknown field(s) {', '.join(unknown)}")
         return cls(**data)
 
 
+def flags_of(f) -> list[str]:
+    """Every spelling of a field's flag, the main one first."""
+    return [f.metadata.get("flag") or "--" + f.name.replace("_", "-"), *f.metadata.get("aliases", ())]
+
+
+_FLAG = {f.name: flags_of(f)[0] for f in fields(RunConfig)}
+# older and flag spellings of each field, as keys (`max_time` -> `max_time_s`, `scenario` -> `scenarios`)
+_OLD_KEYS = {flag[2:].replace("-", "_"): f.name for f in fields(RunConfig) for flag in flags_of(f)
+             if flag[2:].replace("-", "_") != f.name}
+
+
 def _flag(name: str) -> str:
-    return "--" + {"time_s": "time", "timeout_s": "timeout", "cooldown_s": "cooldown", "json_path": "json",
-                   "scenarios": "scenario"}.get(name, name).replace("_", "-")
+    return _FLAG.get(name, "--" + name.replace("_", "-"))
+
+
+def canonical_keys(data: dict) -> dict:
+    """Rename older spellings of a setting to its field name; one setting given twice is bad input."""
+    out: dict = {}
+    given_as: dict = {}
+    for key, value in data.items():
+        name = _OLD_KEYS.get(key, key)
+        if name in out:
+            raise BadInput(f"config: {name} is given twice (as {given_as[name]} and {key})")
+        out[name], given_as[name] = value, key
+    return out
+
+
+def _accept_old_names(init):
+    @functools.wraps(init)
+    def __init__(self, *args, **kw):
+        init(self, *args, **canonical_keys(kw))
+    return __init__
+
+
+RunConfig.__init__ = _accept_old_names(RunConfig.__init__)  # RunConfig(max_time=...) keeps working
 
 
 def _coerce(name: str, annotation: str, value):

@@ -5,7 +5,7 @@
 3. The scenario warms up, then measures until its stopping rule is met (scenarios/).
 4. Telemetry brackets exactly the measured window: the scenario opens the monitor's window after its
    warm-up (run_metered), so items and energy come from the same window; a window shorter than
-   --energy-time gets a separate energy pass, and the row says so.
+   --energy-time-s gets a separate energy pass, and the row says so.
 5. Per-request latencies and the power trace are written atomically beside the row.
 """
 
@@ -101,9 +101,9 @@ class CellMeasurer:
         else:
             clients = self.engine.make_clients(cell["streams"] if scenario in ("multi-stream", "server") else 1)
         load = Load(clients=clients, inputs=lambda i: staged[i % len(staged)], batch_size=bs)
-        budget = Budget(warmup=cfg.warmup, warmup_time=cfg.warmup_time, iterations=cfg.iterations,
+        budget = Budget(warmup=cfg.warmup, warmup_time_s=cfg.warmup_time_s, iterations=cfg.iterations,
                         time_s=cfg.time_s, min_iterations=cfg.min_iterations, target_ci=cfg.target_ci,
-                        max_time=cfg.max_time)
+                        max_time_s=cfg.max_time_s)
 
         self.engine.reset_allocator_peak()
         res, tel = run_metered(self.monitor, scenario, load, budget, allocator_peak=self.engine.allocator_peak_mb,
@@ -111,8 +111,8 @@ class CellMeasurer:
                                seed=cfg.seed, use_loadgen=cfg.loadgen,
                                loadgen_outdir=(self.out_dir / "loadgen" / cell["cell_id"]) if cfg.loadgen else None)
         energy_tel = tel
-        if self.monitor.energy_pass_needed(res.duration_s, cfg.energy_time):
-            energy_tel = self.energy_pass(load, cfg.energy_time)
+        if self.monitor.energy_pass_needed(res.duration_s, cfg.energy_time_s):
+            energy_tel = self.energy_pass(load, cfg.energy_time_s)
 
         row.update({
             "iterations": res.requests, "items": res.items, "duration_s": res.duration_s,
@@ -128,7 +128,7 @@ class CellMeasurer:
                       "energy_source", "throttle_reasons", "rapl_energy_j", "telemetry_notes"):
                 row[k] = energy_tel.row.get(k)
             row["energy_pass"] = f"separate {energy_tel.row.get('energy_window_s') or 0:.1f} s pass (timed window " \
-                                 f"{res.duration_s:.2f} s < --energy-time {cfg.energy_time:g} s)"
+                                 f"{res.duration_s:.2f} s < --energy-time-s {cfg.energy_time_s:g} s)"
         if self.dev.kind == "cuda":
             row.update(self.stage_split(bs))
         row["status"] = "ok" if self.check.status == "pass" else "mismatch"
@@ -136,7 +136,7 @@ class CellMeasurer:
             row["error"] = f"correctness check: {self.check.detail}"
         if res.extra.get("ci_target_reached") is False:
             row["error"] = (row["error"] + "; " if row["error"] else "") + \
-                f"--target-ci {cfg.target_ci} not reached within --max-time {cfg.max_time:g} s"
+                f"--target-ci {cfg.target_ci} not reached within --max-time-s {cfg.max_time_s:g} s"
 
         self.write_traces(cell["cell_id"], res, energy_tel if energy_tel is not tel else tel)
         if "loadgen" in res.extra:

@@ -152,8 +152,8 @@ def run_engine_group(job: dict, send) -> None:
 
     monitor = open_monitor(dev, cfg.power_interval_ms, os.getpid())
     try:
-        if cfg.idle_time > 0:
-            monitor.measure_idle(cfg.idle_time)
+        if cfg.idle_time_s > 0:
+            monitor.measure_idle(cfg.idle_time_s)
         from infermeter.sweep import engine_key
 
         send("info", {"engine": {engine_key(job["engine"], precision, model.shape_tag()): {

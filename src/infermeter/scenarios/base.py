@@ -45,34 +45,34 @@ class Budget:
     - iterations: exactly that many measured requests in total (for multi-stream: across all clients);
     - target_ci: until the 95% CI half-width of the mean latency AND of the throughput are both within
       target_ci of their values, checked periodically, after at least min_iterations requests and at least
-      time_s seconds if time_s is also given; bounded by max_time (then extra["ci_target_reached"] is False);
+      time_s seconds if time_s is also given; bounded by max_time_s (then extra["ci_target_reached"] is False);
     - time_s: that many seconds and at least min_iterations requests;
     - none of them: time_s = DEFAULT_TIME_S (2 s).
 
-    Warm-up: `warmup` requests per client, or `warmup_time` seconds (overrides `warmup`) with all clients
+    Warm-up: `warmup` requests per client, or `warmup_time_s` seconds (overrides `warmup`) with all clients
     running concurrently; never measured."""
 
     warmup: int = 10
-    warmup_time: float | None = None
+    warmup_time_s: float | None = None
     iterations: int | None = None
     time_s: float | None = None
     min_iterations: int = 10
     target_ci: float | None = None
-    max_time: float = 60.0
+    max_time_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.min_iterations < 0:
             raise BadInput("warm-up and minimum iterations must not be negative")
         if self.iterations is not None and self.iterations <= 0:
             raise BadInput(f"iterations must be positive, got {self.iterations}")
-        for name in ("warmup_time", "time_s", "target_ci"):
+        for name in ("warmup_time_s", "time_s", "target_ci"):
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise BadInput(f"{name} must be positive, got {v}")
         if self.target_ci is not None and self.target_ci >= 1:
             raise BadInput(f"target_ci is a fraction below 1 (0.01 = 1%), got {self.target_ci}")
-        if not self.max_time > 0:
-            raise BadInput(f"max_time must be positive, got {self.max_time}")
+        if not self.max_time_s > 0:
+            raise BadInput(f"max_time_s must be positive, got {self.max_time_s}")
 
     @property
     def rule(self) -> str:

@@ -70,11 +70,11 @@ def _run_one_client(scenario: str, load: Load, budget: Budget, latency_bound_ms:
 # ---- warm-up --------------------------------------------------------------------------------------------
 
 def warm_up(clients: list[Callable[[Any], Any]], inputs: Callable[[int], Any], budget: Budget) -> dict:
-    """Unmeasured requests: `budget.warmup` per client, or `budget.warmup_time` seconds with every client
+    """Unmeasured requests: `budget.warmup` per client, or `budget.warmup_time_s` seconds with every client
     busy at once (so concurrent clients also warm whatever they share). Returns facts for extra."""
-    if budget.warmup_time is None and budget.warmup == 0:
+    if budget.warmup_time_s is None and budget.warmup == 0:
         return {"warmup_requests": 0, "warmup_s": 0.0}
-    per_client = None if budget.warmup_time is not None else budget.warmup
+    per_client = None if budget.warmup_time_s is not None else budget.warmup
     counts = [0] * len(clients)
     first_ms: list[float] = []
     failures: list[BaseException] = []
@@ -85,7 +85,7 @@ def warm_up(clients: list[Callable[[Any], Any]], inputs: Callable[[int], Any], b
             for i in itertools.count():
                 if per_client is not None and i >= per_client:
                     return
-                if per_client is None and time.perf_counter() - t0 >= budget.warmup_time and i > 0:
+                if per_client is None and time.perf_counter() - t0 >= budget.warmup_time_s and i > 0:
                     return
                 x = inputs(i)
                 t_issue = time.perf_counter()

@@ -8,8 +8,8 @@ batch's own run time, as in the native offline scenario); LoadGen's summary is k
 
 Budget mapping: iterations -> min = max query count (multi-stream: rounded up to whole queries of
 len(clients) samples; offline: the sample count); time -> min_duration and min_query_count=min_iterations;
-target_ci -> LoadGen has no CI rule, so runs of doubling min_duration (from 2 s, or max_time if shorter) until
-the CI computed from the SUT's timestamps meets the target or max_time is spent; the last run is reported, and
+target_ci -> LoadGen has no CI rule, so runs of doubling min_duration (from 2 s, or max_time_s if shorter) until
+the CI computed from the SUT's timestamps meets the target or max_time_s is spent; the last run is reported, and
 on_measure_start is called before each run so a meter's window holds that run alone.
 """
 
@@ -57,8 +57,8 @@ def run_with_loadgen(name: str, load: Load, budget: Budget, *, target_qps: float
     if budget.rule != "ci":
         return _one_run(lg, name, load, clients, budget, budget.min_time_s, target_qps, latency_bound_ms, seed,
                         outdir, est_latency_s, warm, on_measure_start)
-    # LoadGen has no CI rule: lengthen the run until the interval is narrow enough or max_time is spent
-    spent_s, duration_s, runs = 0.0, min(max(budget.min_time_s, DEFAULT_TIME_S), budget.max_time), 0
+    # LoadGen has no CI rule: lengthen the run until the interval is narrow enough or max_time_s is spent
+    spent_s, duration_s, runs = 0.0, min(max(budget.min_time_s, DEFAULT_TIME_S), budget.max_time_s), 0
     while True:
         runs += 1
         run_dir = os.path.join(outdir, f"run{runs}") if outdir else None
@@ -66,7 +66,7 @@ def run_with_loadgen(name: str, load: Load, budget: Budget, *, target_qps: float
         result = _one_run(lg, name, load, clients, budget, duration_s, target_qps, latency_bound_ms, seed,
                           run_dir, est_latency_s, warm, on_measure_start)
         spent_s += result.duration_s
-        duration_s = min(2 * duration_s, budget.max_time - spent_s)
+        duration_s = min(2 * duration_s, budget.max_time_s - spent_s)
         if result.extra["ci_target_reached"] or duration_s < 0.5:
             break
     result.extra["loadgen_runs"] = runs

@@ -52,7 +52,7 @@ class StopRule:
                 self.reason = "time"
             return self.reason is not None
         # ci rule
-        if elapsed >= self.budget.max_time:
+        if elapsed >= self.budget.max_time_s:
             self.reason = "max_time"
             return True
         ready = (elapsed >= self.budget.min_time_s

@@ -30,14 +30,14 @@ DRAIN_TIMEOUT_S = 5.0
 def plan_arrivals(budget: Budget, target_qps: float) -> tuple[int, float]:
     """(arrival count, window seconds) with count = rate x window exactly.
 
-    iterations: that many arrivals; time: time_s worth (at least min_iterations); ci: up to max_time worth
+    iterations: that many arrivals; time: time_s worth (at least min_iterations); ci: up to max_time_s worth
     (the run stops issuing once the CI target is met)."""
     if budget.rule == "iterations":
         n = budget.iterations
     elif budget.rule == "time":
         n = max(round(target_qps * budget.min_time_s), budget.min_iterations, 1)
     else:
-        n = max(round(target_qps * budget.max_time), budget.min_iterations, 1)
+        n = max(round(target_qps * budget.max_time_s), budget.min_iterations, 1)
     return n, n / target_qps
 
 
