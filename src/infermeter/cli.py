@@ -86,7 +86,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         elif meta.get("choices"):
             kw["choices"] = meta["choices"]
         else:
-            kw["type"] = _typed(_PARSERS[base], flags_of(f)[0])
+            # an annotation without a parser here (e.g. gpu_id's int | list | 'all') is read by RunConfig
+            kw["type"] = _typed(_PARSERS.get(base, str), flags_of(f)[0])
         parser.add_argument(*flags_of(f), dest=f.name, **kw)
 
 
