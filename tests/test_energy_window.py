@@ -80,8 +80,8 @@ def test_energy_covers_only_the_measured_requests(scenario, streams, kw):
 
 def test_loadgen_repeated_runs_report_the_last_runs_items_and_energy():
     pytest.importorskip("mlperf_loadgen")
-    # an unreachable CI target: LoadGen runs twice (2 s, then what is left of max_time), the last is reported
-    gpu, res, tel = metered("single-stream", Budget(warmup=10, target_ci=1e-6, max_time=2.8), batch=2,
+    # an unreachable CI target: LoadGen runs twice (2 s, then what is left of max_time_s), the last is reported
+    gpu, res, tel = metered("single-stream", Budget(warmup=10, target_ci=1e-6, max_time_s=2.8), batch=2,
                             use_loadgen=True)
     assert res.extra["loadgen_runs"] == 2
     assert gpu.calls > res.extra["warmup_requests"] + res.requests  # the first run's calls happened

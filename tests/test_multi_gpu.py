@@ -120,7 +120,7 @@ def test_sweeps_side_by_side_record_it(tmp_path, parallel):
     """The runner behind --gpu-id lists, on two CPU 'devices' (no GPU here): each sweep its own folder, and
     `parallel_gpus` in run.json and every row says whether the sweeps ran at once."""
     base = RunConfig(model=str(tiny_onnx(tmp_path / "tiny.onnx")), engines=["onnxruntime"], batch_sizes=[1, 2],
-                     device="cpu", iterations=5, warmup=1, min_iterations=1, idle_time=0, quiet=True,
+                     device="cpu", iterations=5, warmup=1, min_iterations=1, idle_time_s=0, quiet=True,
                      results_dir=str(tmp_path / "results"), cache_dir=str(tmp_path / "cache"))
     configs = [replace(base, device_label=f"dev-{i}", parallel_gpus=parallel) for i in range(2)]
     outcomes = run_configs(configs)
