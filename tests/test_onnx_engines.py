@@ -12,7 +12,7 @@ from _tiny_models import TinyCNN, build_store, reference_float64, run_clients_co
 from infermeter.artifacts import ArtifactStore
 from infermeter.check import assert_informative, compare
 from infermeter.device import nvml_gpus
-from infermeter.engines import EngineContext, get_engine
+from infermeter.engines import EngineContext, EngineOptions, get_engine
 from infermeter.errors import EngineUnavailable
 
 pytest.importorskip("torch")  # builds the tiny model and its float64 reference
@@ -88,7 +88,7 @@ def test_two_clients_concurrently_give_correct_outputs(tiny, name):
 
 
 def test_openvino_streams_hint_avoids_recompiling(tiny):
-    engine = prepared("openvino", tiny, extra={"streams": 2})
+    engine = prepared("openvino", tiny, options=EngineOptions(streams=2))
     assert engine.info["num_streams"] == 2
     engine.make_clients(2)
     assert "recompile_s" not in engine.info
@@ -99,10 +99,10 @@ def test_onnxruntime_fp16_artifact_is_float16_and_close(tiny):
     outputs, outputs within fp16 tolerance (run here on the CPU provider, which has fp16 kernels)."""
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from infermeter.engines.onnxruntime_engine import FP16_ARTIFACT, _convert_to_fp16
+    from infermeter.engines.onnx_common import FP16_ARTIFACT, convert_to_fp16
 
     _, store, inputs, reference = tiny
-    path = store.build(FP16_ARTIFACT, lambda tmp: _convert_to_fp16(str(store.get("model.onnx")), tmp))
+    path = store.build(FP16_ARTIFACT, lambda tmp: convert_to_fp16(str(store.get("model.onnx")), tmp))
     graph = onnx.load(str(path)).graph
     float_inits = {i.data_type for i in graph.initializer if i.data_type in (onnx.TensorProto.FLOAT,
                                                                              onnx.TensorProto.FLOAT16)}

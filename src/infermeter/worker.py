@@ -128,7 +128,7 @@ def run_engine_group(job: dict, send) -> None:
     from infermeter.artifacts import ArtifactStore
     from infermeter.config import RunConfig
     from infermeter.device import DeviceInfo
-    from infermeter.engines import EngineContext, get_engine
+    from infermeter.engines import EngineContext, EngineOptions, get_engine
     from infermeter.telemetry import open_monitor
 
     cfg = RunConfig.from_dict(job["config"])
@@ -140,7 +140,7 @@ def run_engine_group(job: dict, send) -> None:
     max_batch = max(c["batch_size"] for c in cells)
     max_streams = max(c["streams"] for c in cells)
     ctx = EngineContext(device=dev.kind, gpu_id=dev.gpu_id, num_threads=cfg.num_threads, io=cfg.io,
-                        cache_dir=cfg.cache_dir, extra={"streams": max_streams})
+                        cache_dir=cfg.cache_dir, options=EngineOptions.from_config(cfg, streams=max_streams))
     engine = get_engine(job["engine"])(ctx)
 
     t0 = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from infermeter.engines.base import ENGINES, Engine, EngineContext, register_engine
+from infermeter.engines.base import ENGINES, Engine, EngineContext, EngineOptions, register_engine
 from infermeter.errors import BadInput
 
 # One module per engine family; each registers its engines with @register_engine.
@@ -31,4 +31,4 @@ def get_engine(name: str) -> type[Engine]:
     return engines[name]
 
 
-__all__ = ["ENGINES", "Engine", "EngineContext", "register_engine", "load_all", "get_engine"]
+__all__ = ["ENGINES", "Engine", "EngineContext", "EngineOptions", "register_engine", "load_all", "get_engine"]

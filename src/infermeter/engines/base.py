@@ -10,10 +10,12 @@ import importlib.util
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import numpy as np
+
+from infermeter.device import nvml_gpus
 
 ENGINES: dict[str, type[Engine]] = {}
 
@@ -26,12 +28,46 @@ def register_engine(cls: type[Engine]) -> type[Engine]:
     return cls
 
 
+def gpu_present(engine: str) -> tuple[bool, str]:
+    """The one GPU requirement check: NVML sees an NVIDIA GPU (cached by nvml_gpus; imports no framework)."""
+    gpus, no_gpu_why = nvml_gpus()
+    if not gpus:
+        return False, f"{engine} on cuda needs an NVIDIA GPU: {no_gpu_why}"
+    return True, ""
+
+
 def modules_missing(*modules: str) -> list[str]:
     """Which of these importable modules are absent, without importing them."""
     return [m for m in modules if importlib.util.find_spec(m) is None]
 
 
-@dataclass
+@dataclass(frozen=True)
+class EngineOptions:
+    """The options engines read, typed and validated in one place. The worker builds them from the run
+    config (`from_config`: every field here that RunConfig also has, plus the group's stream count);
+    an engine reads the ones that concern it and ignores the rest. A new engine option is a field here
+    (and a RunConfig field of the same name when users set it)."""
+
+    #: the most concurrent clients any cell of the group drives (OpenVINO compiles NUM_STREAMS for it)
+    streams: int = 1
+    #: onnxruntime on cuda: run through the TensorRT execution provider instead of CUDA alone
+    ort_tensorrt: bool = False
+    #: torch-compile: torch.compile's mode (None: max-autotune on cuda, the default mode on the CPU)
+    torch_compile_mode: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.streams, int) or self.streams <= 0:
+            raise ValueError(f"streams must be a positive integer, got {self.streams!r}")
+
+    @classmethod
+    def from_config(cls, cfg, **given) -> EngineOptions:
+        """The options a run config sets (fields of the same name), overridden by `given`."""
+        names = {f.name for f in fields(cls)}
+        taken = {n: getattr(cfg, n) for n in names if hasattr(cfg, n)}
+        return cls(**{**taken, **given})
+
+
+@dataclass(frozen=True)
 class EngineContext:
     """Where and how an engine runs; filled by the worker from the run config."""
 
@@ -40,7 +76,7 @@ class EngineContext:
     num_threads: int | None = None
     io: str = "host"  # "host": host->device copy inside timing; "device": inputs resident
     cache_dir: str = ""
-    extra: dict = field(default_factory=dict)
+    options: EngineOptions = field(default_factory=EngineOptions)
 
     @property
     def threads(self) -> int:
@@ -71,16 +107,22 @@ class Engine:
         missing = modules_missing(*cls.requires)
         if missing:
             return False, f"not installed: {', '.join(missing)}"
+        if set(cls.precisions) == {"cuda"}:  # a GPU-only engine is unavailable without a GPU
+            return gpu_present(cls.name)
         return True, ""
 
     @classmethod
     def supports(cls, model, precision: str, device: str) -> tuple[bool, str]:
+        """Whether this engine can run this model at this precision there; the general rules here,
+        engine-specific ones (after calling this) in subclasses."""
         if device not in cls.precisions:
             return False, f"{cls.name} does not run on {device}"
         if precision not in cls.precisions[device]:
             return False, f"{cls.name} has no {precision} on {device}"
         if not set(model.sources) & set(cls.sources):
             return False, f"{cls.name} takes {'/'.join(cls.sources)} models; {model.name} is {'/'.join(model.sources)}"
+        if device == "cuda":
+            return gpu_present(cls.name)
         return True, ""
 
     # ---- the session --------------------------------------------------------------------

@@ -11,41 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from infermeter.device import nvml_gpus
 from infermeter.engines.base import Engine, Stopwatch, modules_missing, register_engine
+from infermeter.engines.onnx_common import FP16_ARTIFACT, convert_to_fp16, feed_names, onnx_path_of
 from infermeter.errors import EngineUnavailable
-
-FP16_ARTIFACT = "model_fp16.onnx"
-
-
-def onnx_path_of(artifacts) -> str:
-    """The model's ONNX export from the store, or a clear error when the builder has not written it."""
-    path = artifacts.get("model.onnx")
-    if path is None:
-        raise EngineUnavailable(f"model.onnx is missing or corrupt in the artifact store {artifacts.root} "
-                                "(the model's builder must export it first)")
-    return str(path)
-
-
-def feed_names(graph_inputs: list[str], model) -> dict[str, str]:
-    """graph input name -> key of the model's input dicts. The same names normally; when an exporter
-    renamed them (e.g. 'input_1:0'), by position, which the export keeps."""
-    spec_names = [s.name for s in model.input_specs()]
-    if set(graph_inputs) <= set(spec_names):
-        return {n: n for n in graph_inputs}
-    if len(graph_inputs) == len(spec_names):
-        return dict(zip(graph_inputs, spec_names, strict=True))
-    raise EngineUnavailable(f"the ONNX inputs {graph_inputs} do not match the model's inputs {spec_names}")
-
-
-def _convert_to_fp16(src: str, dst) -> None:
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    model16 = convert_float_to_float16(onnx.load(src), keep_io_types=True)
-    # Weights above 2 GB need external data; a single file is kept for everything smaller.
-    large = model16.ByteSize() > 2_000_000_000
-    onnx.save_model(model16, str(dst), save_as_external_data=large)
 
 
 @register_engine
@@ -71,9 +39,6 @@ class OnnxRuntimeEngine(Engine):
         if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
             return False, ("onnxruntime has no CUDAExecutionProvider (the CPU-only package is installed; "
                            "install onnxruntime-gpu instead)")
-        gpus, no_gpu_why = nvml_gpus()
-        if not gpus:
-            return False, f"onnxruntime on cuda needs an NVIDIA GPU: {no_gpu_why}"
         return True, ""
 
     # ---- session --------------------------------------------------------------------------------
@@ -82,11 +47,11 @@ class OnnxRuntimeEngine(Engine):
 
         src = onnx_path_of(artifacts)
         self.build_s = 0.0
-        use_trt = self.ctx.device == "cuda" and bool(self.ctx.extra.get("ort_tensorrt"))
+        use_trt = self.ctx.device == "cuda" and self.ctx.options.ort_tensorrt
         if precision == "fp16" and not use_trt:  # the TensorRT EP makes its own fp16 engine from the fp32 graph
             cached = artifacts.get(FP16_ARTIFACT) is not None
             fp32_src = src
-            src = str(artifacts.build(FP16_ARTIFACT, lambda tmp: _convert_to_fp16(fp32_src, tmp)))
+            src = str(artifacts.build(FP16_ARTIFACT, lambda tmp: convert_to_fp16(fp32_src, tmp)))
             self.build_s = 0.0 if cached else artifacts.built[FP16_ARTIFACT]
 
         opts = ort.SessionOptions()

@@ -2,7 +2,7 @@
 
 Clients and streams: the compiled model's configuration follows the number of clients. One client
 compiles with PERFORMANCE_HINT=LATENCY; n > 1 clients compile with PERFORMANCE_HINT=THROUGHPUT and
-NUM_STREAMS=n, each client owning its own InferRequest. `prepare` compiles for ctx.extra["streams"]
+NUM_STREAMS=n, each client owning its own InferRequest. `prepare` compiles for ctx.options.streams
 (default 1) and `make_clients(n)` recompiles only when n differs, so a worker that passes the hint
 never pays a second compilation (a recompilation's time is recorded in info["recompile_s"]).
 
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from infermeter.engines.base import Engine, Stopwatch, register_engine
-from infermeter.engines.onnxruntime_engine import feed_names, onnx_path_of
+from infermeter.engines.onnx_common import feed_names, onnx_path_of
 
 IR_ARTIFACT = "openvino_ir"  # a folder: model.xml + model.bin, float32 weights
 OV_DEVICE = {"cpu": "CPU", "cuda": "NVIDIA"}
@@ -89,7 +89,7 @@ class OpenVinoEngine(Engine):
             self._reshape_dynamic_batch(model)
             self.precision = precision
             self.ov_device = OV_DEVICE[self.ctx.device]
-            self.streams = int(self.ctx.extra.get("streams", 1))
+            self.streams = self.ctx.options.streams
             self._compile(self.streams)
         self.load_s = sw.s
         self.input_names = [p.get_any_name() for p in self.compiled.inputs]
@@ -97,7 +97,7 @@ class OpenVinoEngine(Engine):
         self.n_outputs = len(self.compiled.outputs)
         self.info.update({"openvino_version": ov.get_version(), "ir": str(ir_dir), "device": self.ov_device,
                           "clients_policy": "recompiled to NUM_STREAMS=n when make_clients(n) differs from "
-                                            "ctx.extra['streams']"})
+                                            "ctx.options.streams"})
 
     def _reshape_dynamic_batch(self, model) -> None:
         """Non-batch axes the ONNX leaves open are fixed from the model's input specs (static inner shapes

@@ -19,9 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from infermeter.device import nvml_gpus
 from infermeter.engines.base import Engine, Stopwatch, register_engine
-from infermeter.engines.onnxruntime_engine import FP16_ARTIFACT, _convert_to_fp16, feed_names, onnx_path_of
+from infermeter.engines.onnx_common import FP16_ARTIFACT, convert_to_fp16, feed_names, onnx_path_of
 
 WORKSPACE_BYTES = 4 << 30  # builder scratch memory for tactic selection
 
@@ -54,16 +53,6 @@ class TensorRTEngine(Engine):
     sources = ("onnx",)
     requires = ("tensorrt", "torch")  # torch provides the CUDA buffers and streams
 
-    @classmethod
-    def available(cls) -> tuple[bool, str]:
-        ok, why = super().available()
-        if not ok:
-            return ok, why
-        gpus, no_gpu_why = nvml_gpus()
-        if not gpus:
-            return False, f"needs a CUDA GPU: {no_gpu_why}"
-        return True, ""
-
     # ---- build ----------------------------------------------------------------------------------
     def prepare(self, model, artifacts, precision: str, max_batch: int) -> None:
         import tensorrt as trt
@@ -79,7 +68,7 @@ class TensorRTEngine(Engine):
         fp16_by_flag = precision == "fp16" and hasattr(trt.BuilderFlag, "FP16")
         if precision == "fp16" and not fp16_by_flag:  # TensorRT 11+: precision lives in the graph
             src = onnx_path
-            onnx_path = str(artifacts.build(FP16_ARTIFACT, lambda tmp: _convert_to_fp16(src, tmp)))
+            onnx_path = str(artifacts.build(FP16_ARTIFACT, lambda tmp: convert_to_fp16(src, tmp)))
 
         self.runtime = trt.Runtime(_logger())
         self.build_s = 0.0

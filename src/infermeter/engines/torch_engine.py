@@ -21,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from infermeter.device import nvml_gpus
 from infermeter.engines.base import Engine, Stopwatch, modules_missing, register_engine
-from infermeter.engines.onnxruntime_engine import feed_names, onnx_path_of
+from infermeter.engines.onnx_common import feed_names, onnx_input_names, onnx_path_of
 
 
 def _torch_has_cuda_build() -> bool:
@@ -49,14 +48,6 @@ def _flatten_outputs(out) -> list:
     raise TypeError(f"the torch module returned {type(out).__name__}, not tensors")
 
 
-def _onnx_input_names(onnx_path: str) -> list[str]:
-    import onnx
-
-    graph = onnx.load(onnx_path, load_external_data=False).graph
-    initializers = {i.name for i in graph.initializer}
-    return [i.name for i in graph.input if i.name not in initializers]
-
-
 class _TorchEngineBase(Engine):
     family = "torch"
     precisions = {"cpu": ("fp32",), "cuda": ("fp32", "fp16")}
@@ -71,12 +62,8 @@ class _TorchEngineBase(Engine):
         if "torch" not in model.sources and modules_missing("onnx2torch", "onnx"):
             return False, (f"not installed: {', '.join(modules_missing('onnx2torch', 'onnx'))} "
                            f"(needed to convert the ONNX model {model.name} to torch)")
-        if device == "cuda":
-            if not _torch_has_cuda_build():
-                return False, "the installed torch is a CPU-only build (no libtorch_cuda)"
-            gpus, no_gpu_why = nvml_gpus()
-            if not gpus:
-                return False, f"{cls.name} on cuda needs an NVIDIA GPU: {no_gpu_why}"
+        if device == "cuda" and not _torch_has_cuda_build():
+            return False, "the installed torch is a CPU-only build (no libtorch_cuda)"
         return True, ""
 
     # ---- session --------------------------------------------------------------------------------
@@ -105,7 +92,7 @@ class _TorchEngineBase(Engine):
                     self.info["reshapes_folded"] = fold_constant_reshapes(module)
                 self.build_s = conv.s
                 # positional in ONNX graph order, each taken from the input dict under the model's name for it
-                self.arg_names = list(feed_names(_onnx_input_names(onnx_path), model).values())
+                self.arg_names = list(feed_names(onnx_input_names(onnx_path), model).values())
                 source = f"onnx2torch {importlib.metadata.version('onnx2torch')} from {onnx_path}"
             module = module.eval().to(self.device)
             if self.half:
@@ -270,7 +257,7 @@ class TorchCompileEngine(_TorchEngineBase):
         import torch
 
         # Compilation happens at the first call, which the worker times as first_inference_ms.
-        mode = self.ctx.extra.get("torch_compile_mode") or ("max-autotune" if self.device.type == "cuda" else None)
+        mode = self.ctx.options.torch_compile_mode or ("max-autotune" if self.device.type == "cuda" else None)
         self.info["compile_mode"] = mode or "default"
         return torch.compile(module, mode=mode)
 
