@@ -15,12 +15,11 @@ from infermeter.parsing import (
     positive_float_list,
     positive_int_list,
 )
+from infermeter.scenarios.registry import SCENARIOS
 
-SCENARIOS = ("offline", "single-stream", "multi-stream", "server")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "int8")
 IO_MODES = ("host", "device")
-DEFAULT_OFFLINE_BATCHES = (1, 8, 32)
 
 
 def _help(text: str, *, flag: str | None = None, aliases: tuple[str, ...] = (), choices: tuple[str, ...] | None = None,
@@ -46,9 +45,9 @@ class RunConfig:
     parallel_gpus: bool = _help("with several --gpu-id, sweep every GPU at once (separate processes) instead of "
                                 "one after another; recorded in run.json and every row", default=False)
     device_label: str | None = _help("name the device in results (e.g. to compare settings on one machine)", default=None)
-    batch_sizes: list[int] | None = _help("batch sizes to sweep; default 1,8,32 for offline, 1 for the "
-                                          "request-driven scenarios (single-stream, multi-stream, server)", default=None)
-    scenarios: list[str] = _help("load scenarios: offline, single-stream, multi-stream, server (comma list)",
+    batch_sizes: list[int] | None = _help("batch sizes to sweep; default: " + "; ".join(
+        f"{','.join(map(str, s.default_batch_sizes))} for {s.name}" for s in SCENARIOS.values()), default=None)
+    scenarios: list[str] = _help(f"load scenarios: {', '.join(SCENARIOS)} (comma list)",
                                   flag="--scenario", default_factory=lambda: ["offline"])
     streams: list[int] = _help("concurrent clients for multi-stream", default_factory=lambda: [1])
     target_qps: list[float] = _help("arrival rates for the server scenario", default_factory=list)
@@ -98,6 +97,8 @@ class RunConfig:
         for s in self.scenarios:
             if s not in SCENARIOS:
                 raise BadInput(f"--scenario: unknown {s!r}; choose from {', '.join(SCENARIOS)}")
+            if SCENARIOS[s].takes_qps and not self.target_qps:
+                raise BadInput(f"--scenario {s} needs --target-qps")
         for p in self.precisions:
             if p not in PRECISIONS + ("auto",):
                 raise BadInput(f"--precisions: unknown {p!r}; choose from {', '.join(PRECISIONS)}")
@@ -109,8 +110,6 @@ class RunConfig:
                 continue
             if not vals or any((not isinstance(v, int)) or v <= 0 for v in vals):
                 raise BadInput(f"{_flag(name)}: must be positive integers, got {vals}")
-        if "server" in self.scenarios and not self.target_qps:
-            raise BadInput("--scenario server needs --target-qps")
         for name in ("warmup", "min_iterations", "check_samples"):
             if getattr(self, name) < 0:
                 raise BadInput(f"{_flag(name)}: must not be negative")
@@ -143,7 +142,7 @@ class RunConfig:
     def batch_sizes_for(self, scenario: str) -> list[int]:
         if self.batch_sizes:
             return self.batch_sizes
-        return list(DEFAULT_OFFLINE_BATCHES) if scenario == "offline" else [1]
+        return list(SCENARIOS[scenario].default_batch_sizes)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -19,6 +19,7 @@ import numpy as np
 
 from infermeter.results.schema import empty_row
 from infermeter.results.writer import atomic_write_csv
+from infermeter.scenarios.registry import run_scenario, scenario_spec
 
 POOL_MAX_ITEMS = 256
 
@@ -27,8 +28,6 @@ def run_metered(monitor, scenario: str, load, budget, allocator_peak=None, **sce
     """Run a scenario with the monitor's window opened by the scenario itself, after warm-up and right
     before the timed region (restarted for every timed run where a scenario makes several), and closed
     when the scenario returns. Returns (ScenarioResult, CellTelemetry) of the same window."""
-    from infermeter.scenarios import run_scenario
-
     try:
         res = run_scenario(scenario, load, budget, on_measure_start=lambda: monitor.start(restart=True),
                            **scenario_kw)
@@ -95,11 +94,12 @@ class CellMeasurer:
             self.first_ms[bs] = (time.perf_counter() - t0) * 1e3
         row["first_inference_ms"] = self.first_ms[bs]
 
-        if scenario == "offline":
+        spec = scenario_spec(scenario)
+        if spec.engine_offline_clients:
             clients = self.engine.offline_clients()
             row["streams"] = len(clients)  # requests in flight
         else:
-            clients = self.engine.make_clients(cell["streams"] if scenario in ("multi-stream", "server") else 1)
+            clients = self.engine.make_clients(cell["streams"] if spec.takes_streams else 1)
         load = Load(clients=clients, inputs=lambda i: staged[i % len(staged)], batch_size=bs)
         budget = Budget(warmup=cfg.warmup, warmup_time_s=cfg.warmup_time_s, iterations=cfg.iterations,
                         time_s=cfg.time_s, min_iterations=cfg.min_iterations, target_ci=cfg.target_ci,
@@ -117,7 +117,7 @@ class CellMeasurer:
         row.update({
             "iterations": res.requests, "items": res.items, "duration_s": res.duration_s,
             "throughput_items_s": res.throughput_items_s, "achieved_qps": res.achieved_qps,
-            "ci95_rel": res.ci95_rel, "latency_bound_ms": cfg.latency_bound_ms if scenario == "server" else None,
+            "ci95_rel": res.ci95_rel, "latency_bound_ms": cfg.latency_bound_ms if spec.takes_qps else None,
             "latency_bound_met": res.latency_bound_met,
         })
         row.update(res.stats)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from infermeter.config import RunConfig
 from infermeter.errors import BadInput
 from infermeter.parsing import safe_name
+from infermeter.scenarios.registry import SCENARIOS
 
 
 @dataclass
@@ -18,10 +19,15 @@ class Group:
     skip_reason: str | None = None  # set: every cell becomes a 'skipped' row
 
 
+def engine_key(engine: str, precision: str, shape_tag: str) -> str:
+    """How run.json names one (engine, precision, input shape) group's session facts."""
+    return f"{engine}/{precision}/{shape_tag}"
+
+
 def cell_id(engine: str, precision: str, scenario: str, batch: int, streams: int, qps: float | None,
             shape_tag: str) -> str:
     parts = [engine, precision, scenario, f"b{batch}"]
-    if scenario in ("multi-stream", "server"):
+    if SCENARIOS[scenario].takes_streams:
         parts.append(f"s{streams}")
     if qps is not None:
         parts.append(f"q{qps:g}")
@@ -32,8 +38,9 @@ def cell_id(engine: str, precision: str, scenario: str, batch: int, streams: int
 def scenario_cells(cfg: RunConfig, engine: str, precision: str, shape_tag: str) -> list[dict]:
     cells = []
     for scenario in cfg.scenarios:
-        streams_list = cfg.streams if scenario in ("multi-stream", "server") else [1]
-        qps_list = cfg.target_qps if scenario == "server" else [None]
+        spec = SCENARIOS[scenario]
+        streams_list = cfg.streams if spec.takes_streams else [1]
+        qps_list = cfg.target_qps if spec.takes_qps else [None]
         for bs in cfg.batch_sizes_for(scenario):
             for streams in streams_list:
                 for qps in qps_list:

@@ -22,16 +22,12 @@ from infermeter.errors import BadInput
 from infermeter.models.base import ModelOptions
 from infermeter.models.registry import resolve_model
 from infermeter.parsing import safe_name
-from infermeter.plan import Group, plan
+from infermeter.plan import Group, engine_key, plan
 from infermeter.results.metadata import fingerprint
 from infermeter.results.schema import empty_row, normalise
 from infermeter.results.writer import ResultsCsv, atomic_write_json, clean_for_json, read_results
 
 POLL_S = 0.1
-
-
-def engine_key(engine: str, precision: str, shape_tag: str) -> str:
-    return f"{engine}/{precision}/{shape_tag}"
 
 
 class StopSweep(Exception):

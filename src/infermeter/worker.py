@@ -154,7 +154,7 @@ def run_engine_group(job: dict, send) -> None:
     try:
         if cfg.idle_time_s > 0:
             monitor.measure_idle(cfg.idle_time_s)
-        from infermeter.sweep import engine_key
+        from infermeter.plan import engine_key
 
         send("info", {"engine": {engine_key(job["engine"], precision, model.shape_tag()): {
             "settings": engine.info, "build_s": engine.build_s, "load_s": engine.load_s,

@@ -17,7 +17,10 @@ def __getattr__(name):
     if name == "write_workbook":
         from infermeter.analysis.workbook import write_workbook
         return write_workbook
-    if name in ("compare_table", "print_compare", "compare_main"):
+    if name == "compare_table":
+        from infermeter.analysis.pivot import compare_table
+        return compare_table
+    if name in ("print_compare", "compare_main"):
         from infermeter.analysis import compare
         return getattr(compare, name)
     raise AttributeError(f"module 'infermeter.analysis' has no attribute {name!r}")

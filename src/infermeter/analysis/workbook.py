@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from infermeter.analysis.compare import compare_table
+from infermeter.analysis.pivot import compare_table
 
 COMPARISON_SHEETS = {
     "Comparison": ("throughput_items_s", "#,##0.0"),

@@ -10,8 +10,22 @@ Contract (used by worker.py):
   staged batch (rotating through distinct inputs).
 - `budget`: Budget — warm-up and stopping rule.
 - returns ScenarioResult (see scenarios/base.py).
+- the scenarios and what each takes: registry.py (SCENARIOS).
+
+Importing this package imports nothing else (the config reads the registry without numpy); the names
+below load on first use.
 """
 
-from infermeter.scenarios.base import Budget, Load, ScenarioResult, run_scenario
+_EXPORTS = {"Budget": "base", "Load": "base", "ScenarioResult": "base", "run_scenario": "registry",
+            "SCENARIOS": "registry", "scenario_spec": "registry"}
 
-__all__ = ["Budget", "Load", "ScenarioResult", "run_scenario"]
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"infermeter.scenarios.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'infermeter.scenarios' has no attribute {name!r}")
+
+
+__all__ = list(_EXPORTS)

@@ -1,4 +1,5 @@
-"""What a scenario takes (Load, Budget) and returns (ScenarioResult), and the dispatch by name."""
+"""What a scenario takes (Load, Budget) and returns (ScenarioResult); the scenarios themselves are in
+registry.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from infermeter.errors import BadInput
 #: called once the warm-up is over, right before the timed region starts
 MeasureStart = Callable[[], None]
 
-SCENARIO_NAMES = ("offline", "single-stream", "multi-stream", "server")
 #: measured seconds when the budget names no stopping rule
 DEFAULT_TIME_S = 2.0
 
@@ -112,38 +112,3 @@ class ScenarioResult:
     latency_bound_met: bool | None
     streams: int
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def run_scenario(name: str, load: Load, budget: Budget, *, target_qps: float | None = None,
-                 latency_bound_ms: float | None = None, seed: int = 0, use_loadgen: bool = False,
-                 loadgen_outdir: str | None = None, on_measure_start: MeasureStart | None = None) -> ScenarioResult:
-    """Warm up, then measure `load` under scenario `name` until `budget` says stop.
-
-    on_measure_start: called after warm-up, right before the timed region starts (a meter's window opens
-    there, so warm-up never counts). A run made of several timed runs (LoadGen chasing --target-ci) calls it
-    before each, and the result is the last run's: the meter must restart its window on every call.
-
-    latency_bound_ms: when given, latency_bound_met = p99 <= bound (and, for server, nothing dropped).
-    use_loadgen: drive the run through mlcommons-loadgen instead (its summary lands in extra["loadgen"]);
-    loadgen_outdir keeps LoadGen's log files there (default: a temporary folder, removed)."""
-    if name not in SCENARIO_NAMES:
-        raise BadInput(f"unknown scenario {name!r}; choose from {', '.join(SCENARIO_NAMES)}")
-    if name == "server":
-        if target_qps is None or not target_qps > 0:
-            raise BadInput(f"the server scenario needs a positive target_qps, got {target_qps}")
-    if latency_bound_ms is not None and not latency_bound_ms > 0:
-        raise BadInput(f"latency bound must be positive, got {latency_bound_ms}")
-    if use_loadgen:
-        from infermeter.scenarios.loadgen_driver import run_with_loadgen
-
-        return run_with_loadgen(name, load, budget, target_qps=target_qps, latency_bound_ms=latency_bound_ms,
-                                seed=seed, outdir=loadgen_outdir, on_measure_start=on_measure_start)
-    if name == "server":
-        from infermeter.scenarios.server import run_server
-
-        return run_server(load, budget, target_qps=target_qps, latency_bound_ms=latency_bound_ms, seed=seed,
-                          on_measure_start=on_measure_start)
-    from infermeter.scenarios.closed_loop import run_multi_stream, run_offline, run_single_stream
-
-    runner = {"offline": run_offline, "single-stream": run_single_stream, "multi-stream": run_multi_stream}[name]
-    return runner(load, budget, latency_bound_ms=latency_bound_ms, on_measure_start=on_measure_start)
