@@ -152,6 +152,7 @@ def test_cuda_engine_matches_reference(tiny, name, precision, io):
     assert result.status == "pass", result.detail
 
     timings = engine.staged_timings(inputs)
+    assert timings.pop("stage_split_method").startswith("CUDA events")
     assert set(timings) == {"h2d_ms", "compute_ms", "d2h_ms"}
     assert all(v >= 0 for v in timings.values()) and timings["compute_ms"] > 0
     t0 = time.perf_counter()

@@ -10,8 +10,9 @@ from infermeter.errors import UninformativeReference
 
 # (max abs error relative to the reference's largest output, min top-1 agreement) per precision. fp16 keeps
 # ~3 significant digits; through 50+ layers a few percent of drift is normal (OpenVINO fp16 on a
-# MobileNetV3 reaches 3%), while a wrong function misses by far more and loses top-1 agreement.
-TOLERANCES = {"fp32": (1e-3, 1.0), "fp16": (5e-2, 0.75), "int8": (1e-1, 0.6)}
+# MobileNetV3 reaches 3%); tf32 rounds matmul/conv inputs to fp16's 10-bit mantissa but accumulates in
+# float32, so it sits between the two. A wrong function misses by far more and loses top-1 agreement.
+TOLERANCES = {"fp32": (1e-3, 1.0), "tf32": (2e-2, 0.9), "fp16": (5e-2, 0.75), "int8": (1e-1, 0.6)}
 
 
 @dataclass

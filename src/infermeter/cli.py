@@ -175,6 +175,8 @@ def cmd_env(args) -> int:
     from infermeter.results.metadata import fingerprint
 
     fp = fingerprint(resolve_device(args.device, args.gpu_id), "infermeter env")
+    for w in fp["warnings"]:
+        print(f"infermeter: warning: {w}", file=sys.stderr)
     if args.json:
         print(json.dumps(fp, indent=2))
     else:

@@ -18,8 +18,9 @@ from infermeter.parsing import (
 from infermeter.scenarios.registry import SCENARIOS
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "tf32", "fp16", "int8")
 IO_MODES = ("host", "device")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 def _help(text: str, *, flag: str | None = None, aliases: tuple[str, ...] = (), choices: tuple[str, ...] | None = None,
@@ -83,7 +84,10 @@ class RunConfig:
                      choices=IO_MODES, default="host")
     loadgen: bool = _help("drive the scenario through mlcommons-loadgen", default=False)
     check_samples: int = _help("distinct inputs for the correctness gate", default=8)
-    worker_memory_limit_mb: int | None = _help("address-space limit for each worker", default=None)
+    worker_memory_limit_mb: int | None = _help("address-space limit for each worker (CPU runs only: CUDA "
+                                               "reserves more address space than any sane limit)", default=None)
+    compile_mode: str | None = _help("torch.compile mode (default: max-autotune on cuda, default on cpu)",
+                                     default=None)
     quiet: bool = _help("no progress bar", default=False)
     model_extra: dict = _help("model-specific options (e.g. tiny BERT sizes for tests)", cli=False,
                               default_factory=dict)
@@ -138,6 +142,8 @@ class RunConfig:
             raise BadInput("--check-samples: at least 2 distinct inputs are needed to prove the reference informative")
         if self.num_threads is not None and self.num_threads <= 0:
             raise BadInput(f"--num-threads: must be positive, got {self.num_threads}")
+        if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
+            raise BadInput(f"--compile-mode: unknown {self.compile_mode!r}; choose from {', '.join(COMPILE_MODES)}")
 
     def batch_sizes_for(self, scenario: str) -> list[int]:
         if self.batch_sizes:

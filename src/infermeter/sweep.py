@@ -67,6 +67,9 @@ class Sweep:
         if not (cfg.gpu_id is None or isinstance(cfg.gpu_id, int)):
             raise BadInput(f"--gpu-id {cfg.gpu_id}: one Sweep measures one device (run_sweeps expands lists)")
         self.dev: DeviceInfo = resolve_device(cfg.device, cfg.gpu_id)
+        if self.dev.kind == "cuda" and cfg.worker_memory_limit_mb:
+            raise BadInput("--worker-memory-limit-mb limits address space (RLIMIT_AS), which CUDA start-up "
+                           "exceeds whatever the model needs; it applies to CPU runs only")
         self.device_label = cfg.device_label or self.dev.name
         shape_sets = cfg.input_shapes or [None]
         self.models = [resolve_model(cfg.model, self.model_options(s)) for s in shape_sets]

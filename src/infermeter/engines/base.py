@@ -19,6 +19,11 @@ from infermeter.device import nvml_gpus
 
 ENGINES: dict[str, type[Engine]] = {}
 
+#: how staged_timings splits H2D / compute / D2H (the row's stage_split_method): figures taken differently
+#: are not comparable, so every split names its method
+STAGE_SPLIT_CUDA_EVENTS = "CUDA events on the engine's stream, pinned host memory"
+STAGE_SPLIT_HOST_CLOCK = "host clock around synchronous ORT calls, pageable memory, binding inside compute"
+
 
 def register_engine(cls: type[Engine]) -> type[Engine]:
     """Class decorator: make an engine selectable by its `name`."""
@@ -50,10 +55,8 @@ class EngineOptions:
 
     #: the most concurrent clients any cell of the group drives (OpenVINO compiles NUM_STREAMS for it)
     streams: int = 1
-    #: onnxruntime on cuda: run through the TensorRT execution provider instead of CUDA alone
-    ort_tensorrt: bool = False
-    #: torch-compile: torch.compile's mode (None: max-autotune on cuda, the default mode on the CPU)
-    torch_compile_mode: str | None = None
+    #: torch-compile: torch.compile's mode, --compile-mode (None: max-autotune on cuda, default on the CPU)
+    compile_mode: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.streams, int) or self.streams <= 0:
@@ -157,7 +160,8 @@ class Engine:
         return [self.infer]
 
     def staged_timings(self, inputs: dict[str, np.ndarray]) -> dict[str, float] | None:
-        """Optional: {"h2d_ms", "compute_ms", "d2h_ms"} for one inference, where the engine can split them."""
+        """Optional: {"h2d_ms", "compute_ms", "d2h_ms", "stage_split_method"} for one inference, where the
+        engine can split them (the method: STAGE_SPLIT_CUDA_EVENTS or STAGE_SPLIT_HOST_CLOCK)."""
         return None
 
     def reset_allocator_peak(self) -> None:

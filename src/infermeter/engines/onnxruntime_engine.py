@@ -1,7 +1,13 @@
-"""ONNX Runtime: the model's ONNX export on the CPU execution provider, or CUDA (optionally TensorRT) on a GPU.
+"""ONNX Runtime: `onnxruntime` runs the model's ONNX export on the CPU or CUDA execution provider;
+`onnxruntime-trt` on the TensorRT execution provider (CUDA EP for the nodes TensorRT does not take).
 
-fp16 on CUDA runs a converted copy of the graph (float16 weights and compute, float32 inputs and
-outputs), built once into the artifact store as model_fp16.onnx.
+fp16 on the CUDA EP runs a converted copy of the graph (float16 weights and compute, float32 inputs and
+outputs), built once into the artifact store as model_fp16.onnx; the TensorRT EP builds its own fp16
+engine from the float32 graph (trt_fp16_enable).
+
+Math mode (engines/math_mode.py): the CUDA EP gets use_tf32=0 for fp32 (1 for tf32) and
+cudnn_conv_algo_search=EXHAUSTIVE, read back from the session into run.json. The TensorRT EP has no
+TF32 option, so TensorRT's default (TF32 on) applies: `onnxruntime-trt` offers tf32, never fp32.
 """
 
 from __future__ import annotations
@@ -11,18 +17,29 @@ from typing import Any
 
 import numpy as np
 
-from infermeter.engines.base import Engine, Stopwatch, modules_missing, register_engine
+from infermeter.engines.base import (
+    STAGE_SPLIT_HOST_CLOCK,
+    Engine,
+    Stopwatch,
+    modules_missing,
+    register_engine,
+)
 from infermeter.engines.onnx_common import FP16_ARTIFACT, convert_to_fp16, feed_names, onnx_path_of
 from infermeter.errors import EngineUnavailable
+
+GPU_PACKAGE_HINT = ("install onnxruntime-gpu alone (`pip uninstall onnxruntime` first: with both packages "
+                    "installed only the CPU providers remain)")
 
 
 @register_engine
 class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
     family = "onnxruntime"
-    precisions = {"cpu": ("fp32",), "cuda": ("fp32", "fp16")}
+    precisions = {"cpu": ("fp32",), "cuda": ("fp32", "tf32", "fp16")}
     sources = ("onnx",)
     requires = ("onnxruntime",)
+    #: the execution provider that must be active on cuda
+    gpu_provider = "CUDAExecutionProvider"
 
     @classmethod
     def supports(cls, model, precision: str, device: str) -> tuple[bool, str]:
@@ -32,13 +49,13 @@ class OnnxRuntimeEngine(Engine):
         ok, why = cls.available()
         if not ok:
             return ok, why
-        if precision == "fp16" and modules_missing("onnx"):
+        if precision == "fp16" and cls.gpu_provider == "CUDAExecutionProvider" and modules_missing("onnx"):
             return False, "not installed: onnx (needed to convert the graph to fp16)"
         import onnxruntime
 
-        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-            return False, ("onnxruntime has no CUDAExecutionProvider (the CPU-only package is installed; "
-                           "install onnxruntime-gpu instead)")
+        if cls.gpu_provider not in onnxruntime.get_available_providers():
+            return False, (f"onnxruntime has no {cls.gpu_provider} (available: "
+                           f"{', '.join(onnxruntime.get_available_providers())}); {GPU_PACKAGE_HINT}")
         return True, ""
 
     # ---- session --------------------------------------------------------------------------------
@@ -47,7 +64,7 @@ class OnnxRuntimeEngine(Engine):
 
         src = onnx_path_of(artifacts)
         self.build_s = 0.0
-        use_trt = self.ctx.device == "cuda" and self.ctx.options.ort_tensorrt
+        use_trt = self.ctx.device == "cuda" and self.gpu_provider == "TensorrtExecutionProvider"
         if precision == "fp16" and not use_trt:  # the TensorRT EP makes its own fp16 engine from the fp32 graph
             cached = artifacts.get(FP16_ARTIFACT) is not None
             fp32_src = src
@@ -68,6 +85,10 @@ class OnnxRuntimeEngine(Engine):
         active = self.session.get_providers()
         if wanted not in active:  # ORT falls back to the CPU silently; a mislabelled cell is worse than none
             raise EngineUnavailable(f"onnxruntime did not enable {wanted} (active providers: {', '.join(active)})")
+        if self.ctx.device == "cuda":
+            self.info.update(self._math_facts(precision))
+        else:
+            self.info["math_mode"] = "ieee-fp32 (CPU)"
 
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.feed_names = feed_names(self.input_names, model)
@@ -83,14 +104,43 @@ class OnnxRuntimeEngine(Engine):
     def _providers(self, precision: str, artifacts, use_trt: bool) -> list:
         if self.ctx.device != "cuda":
             return ["CPUExecutionProvider"]
+        from infermeter.engines.math_mode import CUDNN_ALGO_SEARCH, tf32_allowed
+
         # The worker sets CUDA_VISIBLE_DEVICES, so the chosen GPU is always device 0 here.
-        providers: list = [("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
+        cuda_opts = {"device_id": 0, "use_tf32": int(tf32_allowed(precision)),
+                     "cudnn_conv_algo_search": CUDNN_ALGO_SEARCH.upper()}
+        providers: list = [("CUDAExecutionProvider", cuda_opts), "CPUExecutionProvider"]
         if use_trt:
+            import onnxruntime as ort
+
+            from infermeter.device import gpu_name_and_capability
+            from infermeter.engines.tensorrt_engine import installed_trt_version, plan_cache_key
+
+            # the EP's engine cache in a folder per board, compute capability, versions and settings, so
+            # an engine built on another GPU is never picked up
+            name, cc = gpu_name_and_capability(self.ctx.gpu_id or 0)
+            key = plan_cache_key(name, cc, f"onnxruntime {ort.__version__}, tensorrt {installed_trt_version()}",
+                                 {"precision": precision, "trt_fp16_enable": precision == "fp16"})
             trt_opts = {"device_id": 0, "trt_fp16_enable": precision == "fp16",
                         "trt_engine_cache_enable": True,
-                        "trt_engine_cache_path": str(artifacts.root / f"ort_trt_cache_{precision}")}
+                        "trt_engine_cache_path": str(artifacts.root / f"ort_trt_cache_{precision}_{key}")}
             providers.insert(0, ("TensorrtExecutionProvider", trt_opts))
         return providers
+
+    def _math_facts(self, precision: str) -> dict:
+        """The providers' effective options as the session reports them (run.json)."""
+        opts = self.session.get_provider_options()
+        cuda = opts.get("CUDAExecutionProvider", {})
+        facts = {"provider_options": opts,
+                 "cudnn_algo_search": f"cudnn_conv_algo_search={cuda.get('cudnn_conv_algo_search')}"}
+        if self.gpu_provider == "TensorrtExecutionProvider":
+            trt = opts.get("TensorrtExecutionProvider", {})
+            facts["math_mode"] = {"tensorrt_ep": "TensorRT default (TF32 on; the EP has no TF32 option)",
+                                  "trt_fp16_enable": trt.get("trt_fp16_enable"),
+                                  "cuda_ep_use_tf32": cuda.get("use_tf32")}
+        else:
+            facts["math_mode"] = {"cuda_ep_use_tf32": cuda.get("use_tf32")}
+        return facts
 
     # ---- inference ------------------------------------------------------------------------------
     def stage(self, inputs: dict[str, np.ndarray]) -> Any:
@@ -114,7 +164,9 @@ class OnnxRuntimeEngine(Engine):
         return binding.copy_outputs_to_cpu()
 
     def staged_timings(self, inputs: dict[str, np.ndarray]) -> dict[str, float] | None:
-        """h2d / compute / d2h on CUDA, each a synchronous ORT call timed on the host clock."""
+        """h2d / compute / d2h on CUDA, each a synchronous ORT call timed on the host clock from pageable
+        memory (ORT exposes no CUDA events): not the CUDA-event split torch and TensorRT report, and the
+        row names the method (stage_split_method)."""
         if self.ctx.device != "cuda":
             return None
         import onnxruntime as ort
@@ -132,7 +184,18 @@ class OnnxRuntimeEngine(Engine):
         t2 = time.perf_counter()
         binding.copy_outputs_to_cpu()
         t3 = time.perf_counter()
-        return {"h2d_ms": (t1 - t0) * 1e3, "compute_ms": (t2 - t1) * 1e3, "d2h_ms": (t3 - t2) * 1e3}
+        return {"h2d_ms": (t1 - t0) * 1e3, "compute_ms": (t2 - t1) * 1e3, "d2h_ms": (t3 - t2) * 1e3,
+                "stage_split_method": STAGE_SPLIT_HOST_CLOCK}
 
     def close(self) -> None:
         self.session = None
+
+
+@register_engine
+class OnnxRuntimeTensorRTEngine(OnnxRuntimeEngine):
+    """ONNX Runtime's TensorRT execution provider, as many deployments run ORT on NVIDIA GPUs."""
+
+    name = "onnxruntime-trt"
+    # TF32 cannot be turned off through the TensorRT EP: fp32 would be a false name
+    precisions = {"cuda": ("tf32", "fp16")}
+    gpu_provider = "TensorrtExecutionProvider"

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from infermeter.engines.base import Engine, EngineContext, register_engine
+from infermeter.engines.math_mode import float32_artifact
 from infermeter.errors import EngineUnavailable
 
 FP16_NOTE = "fp16 = keras mixed_float16 policy on every layer: float16 compute, float32 variables, inputs and softmax input cast"
@@ -56,6 +57,22 @@ def configure_tf(ctx: EngineContext) -> dict[str, Any]:
     return info
 
 
+def set_tf_math(precision: str) -> dict:
+    """TF32 only for tf32 (TensorFlow enables it by default on Ampere and newer); TensorFlow autotunes
+    cuDNN convolutions at their first call unless TF_CUDNN_USE_AUTOTUNE=0. Returns run.json facts."""
+    import os
+
+    import tensorflow as tf
+
+    from infermeter.engines.math_mode import tf32_allowed
+
+    tf.config.experimental.enable_tensor_float_32_execution(tf32_allowed(precision))
+    autotune = os.environ.get("TF_CUDNN_USE_AUTOTUNE", "1") not in ("0", "false", "False")
+    return {"math_mode": {"tensor_float_32_execution": tf.config.experimental.tensor_float_32_execution_enabled()},
+            "cudnn_algo_search": "exhaustive (TF_CUDNN_USE_AUTOTUNE default)" if autotune
+            else "heuristic (TF_CUDNN_USE_AUTOTUNE=0 in the environment)"}
+
+
 def input_signature(model) -> list:
     """TensorSpecs for the model's inputs with a dynamic batch axis (one trace for every batch size)."""
     import tensorflow as tf
@@ -75,7 +92,7 @@ def host_outputs(out: Any) -> Any:
 class TFFunctionEngine(Engine):
     """A tf.function over the model, called with inputs in model.input_specs() order."""
 
-    precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32",), "cuda": ("fp32", "fp16")}
+    precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32",), "cuda": ("fp32", "tf32", "fp16")}
     sources: ClassVar[tuple[str, ...]] = ("keras",)
     jit_compile: ClassVar[bool] = False
 
@@ -93,6 +110,7 @@ class TFFunctionEngine(Engine):
         self.info["precision"] = precision
         if precision == "fp16":
             self.info["fp16"] = FP16_NOTE
+        self.info.update(set_tf_math(precision))
 
     def _wrap(self, call, model):
         """tf.function with XLA on or explicitly off (so TF_XLA_FLAGS auto-clustering cannot blur `tf`)."""
@@ -133,7 +151,7 @@ class TFSavedModelEngine(TFFunctionEngine):
         import tensorflow as tf
 
         self._setup(model, precision)
-        kind = "savedmodel" if precision == "fp32" else "savedmodel-fp16"
+        kind = "savedmodel" if float32_artifact(precision) else "savedmodel-fp16"
         t0 = time.perf_counter()
         path = artifacts.get(kind)
         self.info["artifact_cached"] = path is not None
@@ -166,7 +184,7 @@ class TFXLAEngine(TFSavedModelEngine):
 
 def build_savedmodel(model, store, precision: str):
     """The SavedModel for this precision: fp32 from the model's own build, fp16 from a mixed_float16 clone."""
-    if precision == "fp32":
+    if float32_artifact(precision):
         model.build_artifacts(store, {"savedmodel"})
         return store.path("savedmodel")
     from infermeter.models.keras_apps import clone_with_dtype_policy, export_savedmodel

@@ -1,28 +1,71 @@
-"""TensorRT (10.x API): an engine built from the ONNX export, cached in the store as a serialized plan.
+"""TensorRT 10 and 11: an engine built from the ONNX export, cached in the store as a serialized plan.
 
-One optimisation profile covers batch 1..max_batch (opt = max_batch). Buffers are torch CUDA tensors,
-and each call runs execute_async_v3 on a CUDA stream, then synchronises that stream.
+One optimisation profile: the model folder's tensorrt_profile where it gives one (a dynamic-shape
+engine, as the folder's author sized it), else batch 1..max_batch (opt = max_batch). Buffers are torch CUDA tensors, and each call runs execute_async_v3 on a
+CUDA stream, then synchronises that stream.
 
-fp16: TensorRT 10 builds the fp32 graph with BuilderFlag.FP16. TensorRT 11 removed that flag (every
-network is strongly typed), so there the fp16 plan is built from model_fp16.onnx, the graph converted
-to float16 (float32 inputs/outputs), the same artifact onnxruntime's fp16 uses.
+Precision (read against the TensorRT 10.x and 11.4 Python APIs):
+- fp32: BuilderFlag.TF32 cleared (TensorRT sets it by default): IEEE float32. tf32: the flag set.
+- fp16, TensorRT 10: the float32 graph with BuilderFlag.FP16 (weak typing; needs nothing more).
+- fp16, TensorRT 11: weak typing and BuilderFlag.FP16 are gone and every network is strongly typed, so
+  the plan is built from model_fp16.onnx, the graph converted to float16 by onnxruntime.transformers'
+  float16 converter (float32 inputs/outputs): that path needs `onnx` and `onnxruntime(-gpu)`.
 
-A plan only runs on the TensorRT version and GPU model it was built for; a cached plan that does not
-deserialize is removed and rebuilt, never reused.
+A plan only runs on the TensorRT version and GPU it was built for, and TensorRT may load a plan built on
+another board with no more than a warning: the plan's file name carries a key of the GPU's name and
+compute capability, the TensorRT version and every builder setting (plan_cache_key). A cached plan that
+still does not deserialize is removed and rebuilt, never reused.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.metadata
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from infermeter.engines.base import Engine, Stopwatch, register_engine
+from infermeter.engines.base import (
+    STAGE_SPLIT_CUDA_EVENTS,
+    Engine,
+    Stopwatch,
+    modules_missing,
+    register_engine,
+)
 from infermeter.engines.onnx_common import FP16_ARTIFACT, convert_to_fp16, feed_names, onnx_path_of
 
 WORKSPACE_BYTES = 4 << 30  # builder scratch memory for tactic selection
+SUPPORTED_MAJORS = (10, 11)
+#: what the fp16 path of each TensorRT major needs besides tensorrt and torch
+FP16_NEEDS = {10: (), 11: ("onnx", "onnxruntime")}
+#: distributions that install the `tensorrt` module, newest naming first
+TRT_DISTRIBUTIONS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu13-bindings", "tensorrt-cu12-bindings")
+
+
+def installed_trt_version() -> str | None:
+    """TensorRT's version from package metadata, without importing it (None when unknown)."""
+    for dist in TRT_DISTRIBUTIONS:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def trt_major(version: str | None) -> int | None:
+    try:
+        return int(str(version).split(".")[0])
+    except ValueError:
+        return None
+
+
+def plan_cache_key(gpu_name: str, compute_capability: str, trt_version: str, settings: dict) -> str:
+    """Short hash naming a plan: another board, TensorRT version or builder setting gets another plan."""
+    ident = {"gpu": gpu_name, "cc": compute_capability, "tensorrt": trt_version, "settings": settings}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _torch_dtype(trt, trt_dtype):
@@ -37,6 +80,28 @@ def _torch_dtype(trt, trt_dtype):
     return table[trt_dtype]
 
 
+def set_trt_math(trt, config, precision: str, fp16_flag: bool) -> dict:
+    """TF32 cleared unless tf32 was asked for (TensorRT sets it by default); FP16 by flag on TensorRT 10.
+    Returns the flags as the config reports them (run.json)."""
+    from infermeter.engines.math_mode import tf32_allowed
+
+    if not hasattr(trt.BuilderFlag, "TF32"):
+        if precision in ("fp32", "tf32"):
+            raise RuntimeError(f"TensorRT {trt.__version__} has no BuilderFlag.TF32: {precision} cannot be "
+                               "promised (infermeter was written against TensorRT 10 and 11)")
+        return {"BuilderFlag.TF32": "absent in this TensorRT"}
+    if tf32_allowed(precision):
+        config.set_flag(trt.BuilderFlag.TF32)
+    else:
+        config.clear_flag(trt.BuilderFlag.TF32)
+    if fp16_flag:
+        config.set_flag(trt.BuilderFlag.FP16)
+    mode = {"BuilderFlag.TF32": bool(config.get_flag(trt.BuilderFlag.TF32))}
+    if hasattr(trt.BuilderFlag, "FP16"):
+        mode["BuilderFlag.FP16"] = bool(config.get_flag(trt.BuilderFlag.FP16))
+    return mode
+
+
 @functools.cache
 def _logger():
     """One logger for builder, parser and runtime: TensorRT expects the same one throughout a process."""
@@ -49,9 +114,33 @@ def _logger():
 class TensorRTEngine(Engine):
     name = "tensorrt"
     family = "tensorrt"
-    precisions = {"cuda": ("fp32", "fp16")}
+    precisions = {"cuda": ("fp32", "tf32", "fp16")}
     sources = ("onnx",)
-    requires = ("tensorrt", "torch")  # torch provides the CUDA buffers and streams
+    requires = ("tensorrt", "torch", "onnx")  # torch: CUDA buffers and streams; onnx: the graph's input shapes
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        ok, why = super().available()
+        if not ok:
+            return ok, why
+        major = trt_major(installed_trt_version())
+        if major is not None and major not in SUPPORTED_MAJORS:
+            return False, (f"TensorRT {installed_trt_version()} is installed; infermeter supports TensorRT "
+                           f"{' and '.join(map(str, SUPPORTED_MAJORS))}")
+        return True, ""
+
+    @classmethod
+    def supports(cls, model, precision: str, device: str) -> tuple[bool, str]:
+        ok, why = super().supports(model, precision, device)
+        if not ok:
+            return ok, why
+        if precision == "fp16":
+            major = trt_major(installed_trt_version())
+            missing = modules_missing(*FP16_NEEDS.get(major, ()))
+            if missing:
+                return False, (f"not installed: {', '.join(missing)} (TensorRT {major}'s fp16 is built from the "
+                               "graph converted to float16 by onnxruntime.transformers)")
+        return True, ""
 
     # ---- build ----------------------------------------------------------------------------------
     def prepare(self, model, artifacts, precision: str, max_batch: int) -> None:
@@ -62,20 +151,32 @@ class TensorRTEngine(Engine):
             raise RuntimeError("torch.cuda.is_available() is False: TensorRT buffers need a CUDA device")
         self.trt, self.torch = trt, torch
         self.device = torch.device("cuda:0")
-        self.max_batch = max_batch
-        plan_name = f"tensorrt_{precision}_b{max_batch}.plan"
+        major = trt_major(trt.__version__)
+        if major not in SUPPORTED_MAJORS:
+            raise RuntimeError(f"TensorRT {trt.__version__}: infermeter supports TensorRT "
+                               f"{' and '.join(map(str, SUPPORTED_MAJORS))}")
         onnx_path = onnx_path_of(artifacts)
-        fp16_by_flag = precision == "fp16" and hasattr(trt.BuilderFlag, "FP16")
-        if precision == "fp16" and not fp16_by_flag:  # TensorRT 11+: precision lives in the graph
+        fp16_by_flag = precision == "fp16" and major == 10
+        if precision == "fp16" and not fp16_by_flag:  # TensorRT 11: precision lives in the graph
             src = onnx_path
             onnx_path = str(artifacts.build(FP16_ARTIFACT, lambda tmp: convert_to_fp16(src, tmp)))
+        profiles = self._profiles(model, onnx_path, max_batch)
+        self.min_batch = max(lo[0] for lo, _, _ in profiles.values())
+        self.max_batch = min(hi[0] for _, _, hi in profiles.values())
+        settings = {"precision": precision, "tf32": precision == "tf32", "fp16_flag": fp16_by_flag,
+                    "strongly_typed": major >= 11, "workspace_bytes": WORKSPACE_BYTES,
+                    "profiles": {n: [list(x) for x in p] for n, p in profiles.items()}, "onnx": Path(onnx_path).name}
+        gpu_name = torch.cuda.get_device_name(self.device)
+        cc = "{}.{}".format(*torch.cuda.get_device_capability(self.device))
+        key = plan_cache_key(gpu_name, cc, trt.__version__, settings)
+        plan_name = f"tensorrt_{precision}_{key}.plan"
 
         self.runtime = trt.Runtime(_logger())
         self.build_s = 0.0
         for attempt in (1, 2):
             cached = artifacts.get(plan_name) is not None
             plan = artifacts.build(plan_name, lambda tmp: self._build_plan(
-                onnx_path, tmp, model, max_batch, fp16_by_flag))
+                onnx_path, tmp, profiles, precision, fp16_by_flag, major))
             if not cached:
                 self.build_s = artifacts.built[plan_name]
             with Stopwatch() as sw:
@@ -97,34 +198,59 @@ class TensorRTEngine(Engine):
         self.context = self.engine.create_execution_context()
         self.stream = torch.cuda.Stream(self.device)
         self.info.update({"tensorrt_version": trt.__version__, "plan": str(plan), "precision": precision,
-                          "fp16_mode": ("BuilderFlag.FP16" if fp16_by_flag else "fp16 ONNX graph (strong typing)")
-                          if precision == "fp16" else "", "profile_max_batch": max_batch,
+                          "fp16_mode": ("BuilderFlag.FP16 (weak typing, TensorRT 10)" if fp16_by_flag
+                                        else "fp16 ONNX graph (strong typing, TensorRT 11)")
+                          if precision == "fp16" else "", "profile_max_batch": self.max_batch,
+                          "plan_cache_key": {"key": key, "gpu": gpu_name, "compute_capability": cc, **settings},
+                          "math_mode": getattr(self, "_math_mode", "as built earlier (plan from the cache): "
+                                               f"BuilderFlag.TF32 {'set' if precision == 'tf32' else 'cleared'}"),
+                          "cudnn_algo_search": "TensorRT times its own tactics at build",
                           "io": self.ctx.io, "clients": "one execution context and CUDA stream per client"})
 
-    def _build_plan(self, onnx_path: str, out: Path, model, max_batch: int, fp16_flag: bool) -> None:
+    def _profiles(self, model, onnx_path: str, max_batch: int) -> dict[str, tuple[tuple[int, ...], ...]]:
+        """{input: (min, opt, max)}: the model folder's tensorrt_profile where it gives one (checked to
+        hold max_batch), else batch 1..max_batch with opt = max_batch and the other axes fixed."""
+        import onnx
+
+        given = model.tensorrt_profiles() if hasattr(model, "tensorrt_profiles") else None
+        graph = onnx.load(onnx_path, load_external_data=False).graph
+        init = {i.name for i in graph.initializer}
+        shapes = {i.name: tuple(d.dim_value if d.HasField("dim_value") else -1
+                                for d in i.type.tensor_type.shape.dim) for i in graph.input if i.name not in init}
+        spec_of = feed_names(list(shapes), model)
+        specs = {s.name: s for s in model.input_specs()}
+        out = {}
+        for name, shape in shapes.items():
+            if given is not None and spec_of[name] in given:
+                lo, opt, hi = (tuple(int(v) for v in p) for p in given[spec_of[name]])
+                if shape[0] < 0 and hi[0] < max_batch:
+                    raise RuntimeError(f"the model's tensorrt_profile for {spec_of[name]} stops at batch {hi[0]}, "
+                                       f"below the largest batch size asked for ({max_batch})")
+                self.info["profile_source"] = "model folder's tensorrt_profile"
+                out[name] = (lo, opt, hi)
+                continue
+            rest = self._fixed_dims(name, shape, specs.get(spec_of[name]))
+            low, high = (shape[0], shape[0]) if shape[0] > 0 else (1, max_batch)
+            out[name] = ((low, *rest), (high, *rest), (high, *rest))
+            self.info.setdefault("profile_source", "batch 1..max batch, opt = max")
+        return out
+
+    def _build_plan(self, onnx_path: str, out: Path, profiles: dict, precision: str, fp16_flag: bool,
+                    major: int) -> None:
         trt = self.trt
         builder = trt.Builder(_logger())
-        network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
+        # TensorRT 10: explicit batch is the only mode, weak typing unless asked; 11: strongly typed always
+        network = builder.create_network(0)
         parser = trt.OnnxParser(network, _logger())
         if not parser.parse_from_file(onnx_path):  # from the file, so external weights are found
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
             raise RuntimeError(f"TensorRT's ONNX parser rejected {onnx_path}: {errors}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
-        if fp16_flag:
-            config.set_flag(trt.BuilderFlag.FP16)
+        self._math_mode = set_trt_math(trt, config, precision, fp16_flag)
         profile = builder.create_optimization_profile()
-        specs = {s.name: s for s in model.input_specs()}
-        inputs = [network.get_input(i) for i in range(network.num_inputs)]
-        spec_of = feed_names([t.name for t in inputs], model)
-        for tensor in inputs:
-            shape = tuple(tensor.shape)
-            rest = self._fixed_dims(tensor.name, shape, specs.get(spec_of[tensor.name]))
-            if shape[0] > 0:  # the graph fixes its batch size: the profile can only be that size
-                low = high = shape[0]
-            else:
-                low, high = 1, max_batch
-            profile.set_shape(tensor.name, (low, *rest), (high, *rest), (high, *rest))
+        for name, (lo, opt, hi) in profiles.items():
+            profile.set_shape(name, lo, opt, hi)
         config.add_optimization_profile(profile)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:
@@ -163,8 +289,9 @@ class TensorRTEngine(Engine):
             on_device = {n: t.to(self.device, non_blocking=True) for n, t in staged.items()}
             for name, t in on_device.items():
                 batch = t.shape[0]
-                if not 1 <= batch <= self.max_batch:
-                    raise ValueError(f"batch {batch} is outside the engine's profile 1..{self.max_batch}")
+                if not self.min_batch <= batch <= self.max_batch:
+                    raise ValueError(f"batch {batch} is outside the engine's profile "
+                                     f"{self.min_batch}..{self.max_batch}")
                 context.set_input_shape(name, tuple(t.shape))
                 context.set_tensor_address(name, t.data_ptr())
             outputs = []
@@ -210,7 +337,7 @@ class TensorRTEngine(Engine):
             events[3].record()
         self.stream.synchronize()
         return {"h2d_ms": events[0].elapsed_time(events[1]), "compute_ms": events[1].elapsed_time(events[2]),
-                "d2h_ms": events[2].elapsed_time(events[3])}
+                "d2h_ms": events[2].elapsed_time(events[3]), "stage_split_method": STAGE_SPLIT_CUDA_EVENTS}
 
     def close(self) -> None:
         self.context = self.engine = self.runtime = None

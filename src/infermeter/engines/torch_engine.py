@@ -21,7 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from infermeter.engines.base import Engine, Stopwatch, modules_missing, register_engine
+from infermeter.engines.base import (
+    STAGE_SPLIT_CUDA_EVENTS,
+    Engine,
+    Stopwatch,
+    modules_missing,
+    register_engine,
+)
 from infermeter.engines.onnx_common import feed_names, onnx_input_names, onnx_path_of
 
 
@@ -48,9 +54,30 @@ def _flatten_outputs(out) -> list:
     raise TypeError(f"the torch module returned {type(out).__name__}, not tensors")
 
 
+def set_torch_math(torch, precision: str, cuda: bool) -> dict:
+    """TF32 only for tf32 (matmuls through cuBLAS, convolutions through cuDNN, and the float32 matmul
+    precision inductor reads); cuDNN benchmarks every algorithm at a shape's first call. The legacy
+    switches exist in every torch this supports (2.4 ... 2.14); mixing them with the newer
+    fp32_precision API is an error in torch >= 2.9, so only they are used. Returns run.json facts."""
+    from infermeter.engines.math_mode import CUDNN_ALGO_SEARCH, tf32_allowed
+
+    tf32 = tf32_allowed(precision)
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    torch.backends.cudnn.benchmark = True
+    mode = {"cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+            "float32_matmul_precision": torch.get_float32_matmul_precision()}
+    if not cuda:
+        return {"math_mode": "ieee-fp32 (CPU)" if precision == "fp32" else precision}
+    return {"math_mode": mode, "cudnn_algo_search": f"{CUDNN_ALGO_SEARCH} (torch.backends.cudnn.benchmark="
+                                                    f"{torch.backends.cudnn.benchmark})"}
+
+
 class _TorchEngineBase(Engine):
     family = "torch"
-    precisions = {"cpu": ("fp32",), "cuda": ("fp32", "fp16")}
+    precisions = {"cpu": ("fp32",), "cuda": ("fp32", "tf32", "fp16")}
     sources = ("torch", "onnx")
     requires = ("torch",)
 
@@ -75,6 +102,7 @@ class _TorchEngineBase(Engine):
             raise RuntimeError("torch.cuda.is_available() is False although a CUDA device was chosen")
         self.device = torch.device("cuda:0" if self.ctx.device == "cuda" else "cpu")
         self.half = precision == "fp16"
+        self.info.update(set_torch_math(torch, precision, self.device.type == "cuda"))
         self.build_s = 0.0
 
         if "torch" not in model.sources:
@@ -199,7 +227,7 @@ class _TorchEngineBase(Engine):
             events[3].record()
         torch.cuda.synchronize()
         return {"h2d_ms": events[0].elapsed_time(events[1]), "compute_ms": events[1].elapsed_time(events[2]),
-                "d2h_ms": events[2].elapsed_time(events[3])}
+                "d2h_ms": events[2].elapsed_time(events[3]), "stage_split_method": STAGE_SPLIT_CUDA_EVENTS}
 
     def reset_allocator_peak(self) -> None:
         if self.device.type == "cuda":
@@ -257,8 +285,8 @@ class TorchCompileEngine(_TorchEngineBase):
         import torch
 
         # Compilation happens at the first call, which the worker times as first_inference_ms.
-        mode = self.ctx.options.torch_compile_mode or ("max-autotune" if self.device.type == "cuda" else None)
-        self.info["compile_mode"] = mode or "default"
+        mode = self.ctx.options.compile_mode or ("max-autotune" if self.device.type == "cuda" else "default")
+        self.info["compile_mode"] = mode
         return torch.compile(module, mode=mode)
 
 

@@ -28,6 +28,17 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def package_warnings(versions: dict[str, str | None] | None = None) -> list[str]:
+    """Installs that silently change what runs (both ONNX Runtime packages: only the CPU providers remain)."""
+    v = package_versions() if versions is None else versions
+    out = []
+    if v.get("onnxruntime") and v.get("onnxruntime-gpu"):
+        out.append(f"both onnxruntime {v['onnxruntime']} and onnxruntime-gpu {v['onnxruntime-gpu']} are installed: "
+                   "they share one module, so ONNX Runtime may offer only its CPU providers; keep one "
+                   "(GPU machines: pip uninstall onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu)")
+    return out
+
+
 def git_commit() -> str | None:
     """The commit of infermeter's own checkout, if it runs from one."""
     root = Path(__file__).resolve().parents[3]
@@ -82,10 +93,12 @@ def fingerprint(dev: DeviceInfo, command: str) -> dict:
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "infermeter": {"version": __version__, "git_commit": git_commit()},
         "command": command,
-        "device": {"kind": dev.kind, "name": dev.name, "slug": dev.slug, "gpu_id": dev.gpu_id, "uuid": dev.uuid},
+        "device": {"kind": dev.kind, "name": dev.name, "slug": dev.slug, "gpu_id": dev.gpu_id, "uuid": dev.uuid,
+                   "worker_cuda_visible_devices": dev.cuda_visible, "mig": dev.mig, "selection": dev.selection},
         "host": host_info(),
         "gpu": gpu_info(dev),
         "packages": package_versions(),
+        "warnings": package_warnings(),
         "env": {k: os.environ.get(k) for k in ("CUDA_DEVICE_ORDER", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "XLA_FLAGS",
                                                "OMP_NUM_THREADS", "TF_ENABLE_ONEDNN_OPTS") if os.environ.get(k)},
     }

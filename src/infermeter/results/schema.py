@@ -12,7 +12,7 @@ TIMING = ["iterations", "items", "duration_s", "throughput_items_s", "achieved_q
           "latency_ms_mean", "latency_ms_p50", "latency_ms_p90", "latency_ms_p95", "latency_ms_p99",
           "latency_ms_std", "latency_ms_min", "latency_ms_max", "ci95_rel", "latency_bound_ms",
           "latency_bound_met", "build_s", "load_s", "first_inference_ms",
-          "h2d_ms", "compute_ms", "d2h_ms"]
+          "h2d_ms", "compute_ms", "d2h_ms", "stage_split_method"]
 ENERGY = ["energy_j", "energy_net_j", "energy_per_item_j", "items_per_j", "power_avg_w", "power_peak_w",
           "power_idle_w", "energy_window_s", "energy_pass", "energy_trace_vs_counter_rel", "power_field",
           "throttle_reasons", "energy_source"]

@@ -24,6 +24,7 @@ from infermeter.telemetry.sampler import Sampler
 COUNTER, SAMPLES, RAPL = "nvml-energy-counter", "nvml-power-samples", "rapl"
 TRACE_COLUMNS = ("time_s", "power_w", "gpu_util_pct", "mem_used_mb", "temp_c", "sm_clock_mhz", "mem_clock_mhz",
                  "cpu_util_pct", "proc_cpu_pct", "rss_mb")
+MIG_NOTE = " (board-wide: this run uses a MIG slice; the other slices' draw is included)"
 RAPL_MIN_INTERVAL_S = 0.01  # RAPL updates about every millisecond: shorter spans give noise, not power
 
 
@@ -172,7 +173,7 @@ class Monitor:
             "power_field": (self._gpu.power_field if self._gpu is not None else
                             "rapl-counter-delta" if source == RAPL else None),
             "throttle_reasons": self._throttle_reasons(samples),
-            "energy_source": source,
+            "energy_source": source + MIG_NOTE if self.device.mig and source in (COUNTER, SAMPLES) else source,
             "device_mem_peak_mb": _max(s.get("proc_mem_mb") for s in samples),
             "device_mem_allocator_peak_mb": allocator_peak_mb,
             "host_rss_peak_mb": _max(s.get("rss_mb") for s in samples),

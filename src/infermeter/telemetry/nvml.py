@@ -1,8 +1,11 @@
 """GPU readings through NVML (nvidia-ml-py, `import pynvml`), imported and initialised only when opened.
 
-Power: NVML_FI_DEV_POWER_INSTANT where the GPU has it; otherwise nvmlDeviceGetPowerUsage, which is a
-one-second moving average on Ampere and newer, labelled "average-1s" so nobody mistakes it for
-instantaneous. Energy: nvmlDeviceGetTotalEnergyConsumption (mJ since driver load, Volta and newer).
+Power: NVML_FI_DEV_POWER_INSTANT where the GPU has it; otherwise nvmlDeviceGetPowerUsage, which NVML
+documents as instantaneous on GA100 (compute capability 8.0) and older and as a one-second average on
+newer boards (GA10x, Ada, Hopper, ...): labelled by the board's compute capability ("instant" or
+"average-1s"), so nobody mistakes one for the other. Energy: nvmlDeviceGetTotalEnergyConsumption (mJ
+since driver load, Volta and newer). Clock-event reasons: nvmlDeviceGetCurrentClocksEventReasons, or
+its older name nvmlDeviceGetCurrentClocksThrottleReasons where the driver lacks the new one.
 
 Anything a reader implementing the same attributes and methods as NvmlReader can stand in for it
 (tests script counters and power that way).
@@ -44,12 +47,40 @@ def clock_event_names(bits: int) -> list[str]:
     return names
 
 
+def power_usage_label(compute_capability: tuple[int, int] | None) -> str:
+    """What nvmlDeviceGetPowerUsage returns on this board: instantaneous on GA100 (8.0) and older, a
+    one-second average on newer architectures (NVML's documentation of the call)."""
+    if compute_capability is None:
+        return "unknown-averaging (compute capability unreadable)"
+    return "instant" if tuple(compute_capability) <= (8, 0) else "average-1s"
+
+
+class ClockEventReasons:
+    """nvmlDeviceGetCurrentClocksEventReasons, falling back for good to the older
+    nvmlDeviceGetCurrentClocksThrottleReasons where the binding or the driver lacks it."""
+
+    def __init__(self, pynvml, handle) -> None:
+        self._nv, self._h = pynvml, handle
+        self._new = getattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
+        self.function = "nvmlDeviceGetCurrentClocksEventReasons" if self._new else \
+            "nvmlDeviceGetCurrentClocksThrottleReasons"
+
+    def __call__(self) -> int:
+        if self._new is not None:
+            try:
+                return int(self._new(self._h))
+            except self._nv.NVMLError_FunctionNotFound:  # a driver older than the binding
+                self._new = None
+                self.function = "nvmlDeviceGetCurrentClocksThrottleReasons"
+        return int(self._nv.nvmlDeviceGetCurrentClocksThrottleReasons(self._h))
+
+
 class GpuReader(Protocol):
     """What the monitor needs from a GPU; NvmlReader is the real one."""
 
     name: str
     uuid: str | None
-    power_field: str | None   # "instant", "average-1s", or None when power cannot be read
+    power_field: str | None   # "instant", "average-1s" (see power_usage_label), or None when power cannot be read
     power_why: str            # why power cannot be read ("" when it can)
     counter_why: str          # why the energy counter cannot be read ("" when it can)
 
@@ -124,14 +155,12 @@ class NvmlReader:
         else:
             try:
                 nv.nvmlDeviceGetPowerUsage(h)
-                self.power_field = "average-1s"
+                self.power_field = power_usage_label(self._compute_capability())
             except nv.NVMLError as e:
                 self.power_why = f"no power reading (instant field: {instant_why}; power usage: {type(e).__name__})"
             power_fn = lambda: nv.nvmlDeviceGetPowerUsage(h) / 1000.0  # noqa: E731  (mW -> W)
 
-        # Newer drivers name them clocks-event reasons; older bindings only have the throttle name.
-        event_fn = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
-            nv.nvmlDeviceGetCurrentClocksThrottleReasons
+        event_fn = ClockEventReasons(nv, h)
         self._readings = {
             "power_w": _Reading("power", power_fn, nv),
             "gpu_util_pct": _Reading("utilisation", lambda: float(nv.nvmlDeviceGetUtilizationRates(h).gpu), nv),
@@ -142,13 +171,20 @@ class NvmlReader:
             "sm_clock_mhz": _Reading("SM clock", lambda: float(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM)), nv),
             "mem_clock_mhz": _Reading("memory clock",
                                       lambda: float(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM)), nv),
-            "clock_event_bits": _Reading("clock-event reasons", lambda: int(event_fn(h)), nv),
+            "clock_event_bits": _Reading("clock-event reasons", event_fn, nv),
         }
         if self.power_field is None:
             self._readings["power_w"].unsupported = self.power_why
         self._pid_seen = False
 
     # -- power ---------------------------------------------------------------------------------------
+    def _compute_capability(self) -> tuple[int, int] | None:
+        try:
+            major, minor = self._nv.nvmlDeviceGetCudaComputeCapability(self._h)
+            return int(major), int(minor)
+        except self._nv.NVMLError:
+            return None
+
     def _instant_field(self):
         nv = self._nv
         return nv.nvmlDeviceGetFieldValues(self._h, [nv.NVML_FI_DEV_POWER_INSTANT])[0]
