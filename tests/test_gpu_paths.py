@@ -239,3 +239,110 @@ def test_a_compile_at_the_first_call_is_first_inference_ms_not_the_checks(tmp_pa
     (row,) = read_results(s.out_dir / "results.csv")
     assert row["status"] == "ok", row["error"]
     assert float(row["first_inference_ms"]) > 50 * float(row["latency_ms_p50"])
+
+
+# ---- on a GPU (skipped without one) ----------------------------------------------------------------
+def _gpu_or_skip():
+    from infermeter.device import nvml_gpus
+
+    names, why = nvml_gpus()
+    if not names:
+        pytest.skip(f"no NVIDIA GPU: {why}")
+
+
+@pytest.mark.gpu
+def test_the_worker_sees_the_board_nvml_meters():
+    import os
+    import subprocess
+    import sys
+
+    _gpu_or_skip()
+    pytest.importorskip("torch")
+    from infermeter.device import resolve_device
+
+    dev = resolve_device("cuda", 0)
+    env = {**os.environ, **worker_env(dev)}
+    code = "import torch; print(torch.cuda.device_count(), torch.cuda.get_device_properties(0).uuid)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    count, uuid = out.stdout.split()
+    assert int(count) == 1 and dev.uuid.lower().endswith(uuid.lower()), (dev.uuid, uuid)
+
+
+@pytest.mark.gpu
+def test_torch_fp32_is_ieee_and_tf32_rounds_on_cuda():
+    _gpu_or_skip()
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("this torch has no CUDA")
+    from infermeter.engines.torch_engine import set_torch_math
+
+    gen = torch.Generator().manual_seed(0)
+    a64 = torch.randn(512, 2048, generator=gen, dtype=torch.float64)
+    b64 = torch.randn(2048, 512, generator=gen, dtype=torch.float64)
+    exact = a64 @ b64
+    x = torch.randn(8, 64, 32, 32, generator=gen)
+    w = torch.randn(64, 64, 3, 3, generator=gen) / 24
+    conv_exact = torch.nn.functional.conv2d(x.double(), w.double(), padding=1)
+
+    def errors() -> tuple[float, float]:
+        a, b = a64.float().cuda(), b64.float().cuda()
+        mm = ((a @ b).double().cpu() - exact).abs().max() / exact.abs().max()
+        conv = torch.nn.functional.conv2d(x.cuda(), w.cuda(), padding=1).double().cpu()
+        return float(mm), float((conv - conv_exact).abs().max() / conv_exact.abs().max())
+
+    try:
+        set_torch_math(torch, "fp32", cuda=True)
+        mm, conv = errors()
+        assert mm < 1e-5 and conv < 1e-5, (mm, conv)  # IEEE float32: ~1e-7 relative per product
+        if torch.cuda.get_device_capability(0) >= (8, 0):  # TF32 exists from Ampere on
+            set_torch_math(torch, "tf32", cuda=True)
+            mm, conv = errors()
+            assert mm > 1e-5, mm  # 10-bit mantissa inputs: ~1e-4 relative
+    finally:
+        set_torch_math(torch, "fp32", cuda=True)
+
+
+@pytest.mark.gpu
+def test_onnxruntime_cuda_session_reports_tf32_off_and_exhaustive_search(tmp_path):
+    _gpu_or_skip()
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from _tiny_models import TinyCNN, build_store, reference_float64
+
+    from infermeter.check import compare
+    from infermeter.engines import EngineContext, get_engine, load_all
+
+    load_all()
+    model = TinyCNN()
+    ok, why = get_engine("onnxruntime").supports(model, "fp32", "cuda")
+    if not ok:
+        pytest.skip(why)
+    store = build_store(model, tmp_path)
+    inputs = model.check_inputs()
+    engine = get_engine("onnxruntime")(EngineContext("cuda", gpu_id=0))
+    engine.prepare(model, store, "fp32", max_batch=8)
+    assert str(engine.info["math_mode"]["cuda_ep_use_tf32"]) == "0"
+    assert "EXHAUSTIVE" in engine.info["cudnn_algo_search"]
+    got = engine.to_numpy(engine.infer(engine.stage(inputs)))
+    assert compare(reference_float64(model, inputs), got, "fp32").status == "pass"
+
+
+@pytest.mark.gpu
+def test_real_power_field_follows_the_architecture():
+    import os
+
+    _gpu_or_skip()
+    import pynvml
+
+    from infermeter.telemetry.nvml import open_nvml
+
+    reader, why = open_nvml(0, None, os.getpid())
+    assert reader is not None, why
+    try:
+        if reader.power_field not in (None, "instant"):
+            cc = pynvml.nvmlDeviceGetCudaComputeCapability(pynvml.nvmlDeviceGetHandleByIndex(0))
+            assert reader.power_field == power_usage_label(tuple(cc))
+        assert reader.sample()["clock_event_bits"] is not None
+    finally:
+        reader.close()
