@@ -1,9 +1,9 @@
 """The measurement protocol for one cell, written down once.
 
 1. Inputs: a pool of distinct preprocessed samples, batched and staged before timing, rotated.
-2. The cold first call at each batch size is its own figure (first_inference_ms), never part of the stats;
-   the worker makes them all (cold_calls) before the correctness check runs the engine, so a compile,
-   autotune or algorithm search at a shape's first call lands in that figure, not in the check.
+2. The cold first call at each batch size is its own figure (first_inference_ms), never part of the stats,
+   timed wherever it happens: the correctness check runs in chunks of a cell's batch size and times its
+   first call (worker._check), so a compile, autotune or algorithm search lands in that figure.
 3. The scenario warms up, then measures until its stopping rule is met (scenarios/).
 4. Telemetry brackets exactly the measured window: the scenario opens the monitor's window after its
    warm-up (run_metered), so items and energy come from the same window; a window shorter than
@@ -44,24 +44,14 @@ def run_metered(monitor, scenario: str, load, budget, allocator_peak=None, **sce
 
 
 class CellMeasurer:
-    def __init__(self, cfg, dev, model, engine, monitor, check, job: dict):
+    def __init__(self, cfg, dev, model, engine, monitor, check, job: dict, first_ms: dict[int, float] | None = None):
         self.cfg, self.dev, self.model, self.engine = cfg, dev, model, engine
         self.monitor, self.check, self.job = monitor, check, job
         self.out_dir = Path(job["out_dir"])
         max_batch = max(c["batch_size"] for c in job["cells"])
         self.pool = model.sample_pool(min(POOL_MAX_ITEMS, max(32, 4 * max_batch)))
-        self.first_ms: dict[int, float] = {}
-        self.first_error: dict[int, BaseException] = {}
+        self.first_ms: dict[int, float] = dict(first_ms or {})  # cold calls made before (by the check)
         self.staged_cache: dict[int, list] = {}
-
-    def cold_calls(self) -> None:
-        """The first call at every batch size of the job, timed, before anything else runs the engine
-        at that shape (the correctness check included). A failure fails only that batch size's cells."""
-        for bs in dict.fromkeys(c["batch_size"] for c in self.job["cells"]):
-            try:
-                self.first_call(bs)
-            except Exception as e:  # noqa: BLE001 — re-raised by measure() for the cells of this size
-                self.first_error[bs] = e
 
     def first_call(self, bs: int) -> float:
         if bs not in self.first_ms:  # the cold call: compilation, allocation, autotuning
@@ -108,8 +98,6 @@ class CellMeasurer:
         row = self.base_row(cell)
         staged = self.staged_batches(bs)
 
-        if bs in self.first_error:
-            raise self.first_error[bs]
         row["first_inference_ms"] = self.first_call(bs)
 
         spec = scenario_spec(scenario)

@@ -106,8 +106,11 @@ def prepare_artifacts(job: dict, send) -> None:
     send("info", {"artifacts": facts})
 
 
-def _check(engine, model, store, precision: str, max_batch: int):
-    """Run the engine on the K reference inputs (in chunks the session accepts) and compare."""
+def _check(engine, model, store, precision: str, batch_sizes: list[int], first_ms: dict[int, float]):
+    """Run the engine on the K reference inputs and compare. The chunks are the largest cell batch size
+    that fits in K (so the check's first call is a cell's cold call), else min(K, largest batch); the
+    first call at each chunk size is timed into first_ms: a compile or autotune at a shape's first call
+    is that shape's first_inference_ms, not a cost the check hides."""
     import numpy as np
 
     from infermeter.check import compare
@@ -115,12 +118,19 @@ def _check(engine, model, store, precision: str, max_batch: int):
 
     inputs, ref = read_reference(store)
     k = len(ref)
-    chunk = max(1, min(k, max_batch))
+    fitting = [b for b in batch_sizes if b <= k]
+    chunk = max(fitting) if fitting else max(1, min(k, max(batch_sizes)))
     outs = []
     for s in range(0, k, chunk):
         part = {n: a[s:s + chunk] for n, a in inputs.items()}
-        got = engine.to_numpy(engine.infer(engine.stage(part)))
-        outs.append(np.asarray(got, dtype=np.float64)[: len(next(iter(part.values())))])
+        n = len(next(iter(part.values())))
+        staged = engine.stage(part)
+        t0 = time.perf_counter()
+        result = engine.infer(staged)
+        if n not in first_ms:
+            first_ms[n] = (time.perf_counter() - t0) * 1e3
+        got = engine.to_numpy(result)
+        outs.append(np.asarray(got, dtype=np.float64)[:n])
     return compare(ref, np.concatenate(outs, axis=0), precision, model.task)
 
 
@@ -148,15 +158,10 @@ def run_engine_group(job: dict, send) -> None:
     prepare_s = time.perf_counter() - t0
     if engine.build_s is None and engine.load_s is None:
         engine.load_s = prepare_s
-    from infermeter.measure import CellMeasurer
-
-    # cold calls first: a compile or autotune at a shape's first call is first_inference_ms, not the check's
-    measurer = CellMeasurer(cfg, dev, model, engine, None, None, job)
-    measurer.cold_calls()
-    check = _check(engine, model, store, precision, max_batch)
+    first_ms: dict[int, float] = {}  # cold first call per batch size, wherever it happens
+    check = _check(engine, model, store, precision, sorted({c["batch_size"] for c in cells}), first_ms)
 
     monitor = open_monitor(dev, cfg.power_interval_ms, os.getpid())
-    measurer.monitor, measurer.check = monitor, check
     try:
         if cfg.idle_time_s > 0:
             monitor.measure_idle(cfg.idle_time_s)
@@ -166,6 +171,9 @@ def run_engine_group(job: dict, send) -> None:
             "settings": engine.info, "build_s": engine.build_s, "load_s": engine.load_s,
             "check": {**check.row_fields(), "detail": check.detail}}},
             "telemetry": monitor.run_info()})
+        from infermeter.measure import CellMeasurer
+
+        measurer = CellMeasurer(cfg, dev, model, engine, monitor, check, job, first_ms)
         for cell in cells:
             send("cell-start", cell["cell_id"])
             try:
