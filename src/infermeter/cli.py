@@ -1,4 +1,4 @@
-"""`infermeter run | list | env | report | compare` — parsing only; the work lives in the library.
+"""`infermeter run | fleet | list | env | report | compare` — parsing only; the work lives in the library.
 
 Exit status: 0 all cells ok; 1 some cell failed or mismatched; 2 bad input (one line on stderr).
 """
@@ -30,6 +30,17 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="benchmark a model over engines, precisions, batch sizes and scenarios")
     r.add_argument("--config", help="YAML file with run settings (same names as the flags, underscores)")
     add_run_options(r)
+
+    fl = sub.add_parser("fleet", help="the same sweep on every device of a Ray cluster, then compare and report")
+    for a in r._actions:  # every `run` flag
+        if a.dest != "help":
+            fl._add_action(a)
+    fl.add_argument("--address", default="local",
+                    help="Ray cluster address (host:port, auto), or local: a one-machine cluster started here")
+    fl.add_argument("--per", default="accelerator-type", choices=("accelerator-type", "node", "gpu"),
+                    help="what one device is: each GPU type / CPU label, each node, or each GPU")
+    fl.add_argument("--devices", type=_list_arg(name_list, "--devices"), help="only these devices (labels)")
+    fl.add_argument("--no-report", action="store_false", dest="report", help="skip compare and report at the end")
 
     prep = sub.add_parser("prepare", help="build a model's artifacts (Keras file, SavedModel, ONNX, reference) only",
                           parents=[], add_help=True)
@@ -112,7 +123,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> RunConfig:
     data: dict = {}
     if args.config:
         data.update(load_config_file(args.config))
-    skip = {"command", "config"}
+    skip = {"command", "config", "address", "per", "devices", "report"}
     for k, v in vars(args).items():
         if k in skip or v is None:
             continue
@@ -148,6 +159,16 @@ def cmd_run(args, argv) -> int:
         energy = {r.get("energy_source") for r in o.rows if r.get("energy_source")}
         print_summary(o.rows, o.out_dir, "; ".join(sorted(energy)) if energy else None)
     return max(o.status for o in outcomes)
+
+
+def cmd_fleet(args, argv) -> int:
+    from infermeter.fleet.driver import FleetOptions, import_ray, run_fleet
+
+    cfg = config_from_args(args, argv)
+    opts = FleetOptions(address=args.address, per=args.per, devices=args.devices, report=args.report)
+    import_ray()  # one line and exit 2 when Ray is missing, before anything starts
+    status, _ = run_fleet(cfg, opts)
+    return status
 
 
 def cmd_prepare(args, argv) -> int:
@@ -208,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "run":
             return cmd_run(args, argv)
+        if args.command == "fleet":
+            return cmd_fleet(args, argv)
         if args.command == "prepare":
             return cmd_prepare(args, argv)
         if args.command == "list":

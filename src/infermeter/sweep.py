@@ -60,9 +60,22 @@ def _last_log_line(log_path: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
+def model_options(c: RunConfig, shapes) -> ModelOptions:
+    return ModelOptions(seed=c.seed, weights=c.weights, image=c.image, input_shapes=shapes, seq_len=c.seq_len,
+                        check_samples=c.check_samples, extra=dict(c.model_extra))
+
+
+def finished_cells(results_csv) -> set[str]:
+    """Cells --resume does not run again: those with a result (a failed cell is tried again)."""
+    return {r["cell_id"] for r in read_results(results_csv) if r.get("status") in ("ok", "mismatch", "skipped")}
+
+
 class Sweep:
-    def __init__(self, cfg: RunConfig):
+    def __init__(self, cfg: RunConfig, skip_cells=(), on_row=None):
+        """skip_cells: cell ids not to run (done elsewhere); on_row(row): called after each row is written."""
         self.cfg = cfg
+        self.skip_cells = set(skip_cells)
+        self.on_row = on_row
         self.run_id = uuid.uuid4().hex[:12]
         if not (cfg.gpu_id is None or isinstance(cfg.gpu_id, int)):
             raise BadInput(f"--gpu-id {cfg.gpu_id}: one Sweep measures one device (run_sweeps expands lists)")
@@ -81,9 +94,7 @@ class Sweep:
         self.progress = None
 
     def model_options(self, shapes) -> ModelOptions:
-        c = self.cfg
-        return ModelOptions(seed=c.seed, weights=c.weights, image=c.image, input_shapes=shapes, seq_len=c.seq_len,
-                            check_samples=c.check_samples, extra=dict(c.model_extra))
+        return model_options(self.cfg, shapes)
 
     # ---- output -------------------------------------------------------------------------------
     def open_results(self) -> None:
@@ -95,9 +106,9 @@ class Sweep:
         except OSError as e:
             raise BadInput(f"results folder {self.out_dir} cannot be written: {e.strerror or e}") from None
         self.csv = ResultsCsv(self.out_dir / "results.csv")
-        self.done = set()
+        self.done = set(self.skip_cells)
         if self.cfg.resume:
-            self.done = {r["cell_id"] for r in read_results(self.csv.path) if r.get("status") in ("ok", "mismatch", "skipped")}
+            self.done |= finished_cells(self.csv.path)
 
     def write_run_json(self) -> None:
         path = self.out_dir / "run.json"
@@ -132,6 +143,8 @@ class Sweep:
             if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 raise self.disk_full(e.strerror) from None
             raise StopSweep(f"cannot write results in {self.out_dir}: {e}") from None
+        if self.on_row:
+            self.on_row(row)
         if self.progress:
             self.progress(row)
 

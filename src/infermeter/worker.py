@@ -55,8 +55,23 @@ def _limit_memory(limit_mb: int | None) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def _die_with_parent() -> None:
+    """A worker whose sweep is gone (killed, node lost) has no one to report to: it goes too (Linux)."""
+    try:
+        import ctypes
+        import signal
+
+        parent = os.getppid()
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the guard was set
+            os._exit(1)
+    except (OSError, AttributeError):
+        pass
+
+
 def main(job: dict, conn, log_path: str | None = None) -> None:
     """Entry point of the worker process (multiprocessing 'spawn')."""
+    _die_with_parent()
     os.environ.update(job.get("env", {}))  # before any framework import: CUDA_VISIBLE_DEVICES etc.
     _redirect_output(log_path)
     _limit_memory(job["config"].get("worker_memory_limit_mb"))

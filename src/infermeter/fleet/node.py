@@ -1,0 +1,78 @@
+"""The fleet task: on its node, one ordinary sweep for one device, every row pushed to the caller.
+
+The sweep writes into a scratch folder on the node, exactly as `infermeter run` would; each row, with
+the per-cell files it refers to (latency, power, loadgen), goes to the caller's queue before the next
+cell starts, so a node lost mid-sweep costs only its cell in progress.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from infermeter.config import RunConfig
+
+CELL_FILE_DIRS = ("latency", "power", "loadgen")
+
+
+def cell_files(out_dir: Path, cell_id: str) -> dict[str, bytes]:
+    """The files a local run keeps for one cell, relative to its device folder."""
+    files = {}
+    for sub in CELL_FILE_DIRS:
+        d = out_dir / sub
+        for p in list(d.glob(f"{cell_id}.*")) + [q for q in (d / cell_id).rglob("*") if q.is_file()]:
+            files[str(p.relative_to(out_dir))] = p.read_bytes()
+    return files
+
+
+def folder_files(out_dir: Path, sub: str) -> dict[str, bytes]:
+    return {str(p.relative_to(out_dir)): p.read_bytes() for p in (out_dir / sub).rglob("*") if p.is_file()}
+
+
+def run_device(cfg_dict: dict, device: dict, skip: list[str], queue) -> int:
+    """Body of the Ray task (see driver.submit). Returns the sweep's exit status."""
+    import ray
+
+    from infermeter.errors import BadInput
+    from infermeter.sweep import StopSweep, Sweep
+
+    label = device["label"]
+    ctx = ray.get_runtime_context()
+    where = {"node_id": ctx.get_node_id(), "host": platform.node(), "pid": os.getpid()}
+    scratch = Path(tempfile.mkdtemp(prefix="infermeter-fleet-"))
+    cfg = RunConfig.from_dict({**cfg_dict, "results_dir": str(scratch), "device_label": label,
+                               "device": device["kind"], "gpu_id": device["gpu_id"], "json_path": None,
+                               "resume": False, "quiet": True})
+    if device["kind"] == "cuda" and cfg.gpu_id is None:
+        ids = ray.get_gpu_ids()  # the GPU Ray gave this task, as a physical index
+        cfg = replace(cfg, gpu_id=int(ids[0]) if ids else 0)
+    try:
+        sweep = Sweep(cfg, skip_cells=skip)
+
+        def push(row: dict) -> None:
+            run_json = sweep.out_dir / "run.json"  # the node's fingerprint travels with the first rows
+            queue.put(("row", label, {"row": row, "files": cell_files(sweep.out_dir, row["cell_id"]),
+                                      "run": run_json.read_text() if run_json.exists() else None}))
+
+        sweep.on_row = push
+        cells = {}
+        for g in sweep.groups:
+            for c in g.cells:
+                if c["cell_id"] not in sweep.skip_cells:
+                    cells[c["cell_id"]] = {**sweep.skipped_row(g, c, ""), "parallel_gpus": cfg.parallel_gpus}
+        queue.put(("plan", label, {**where, "cells": cells}))
+        try:
+            status = sweep.run()
+        finally:
+            run_json = sweep.out_dir / "run.json"
+            queue.put(("done", label, {**where, "run": run_json.read_text() if run_json.exists() else None,
+                                       "files": folder_files(sweep.out_dir, "logs")}))
+        return status
+    except StopSweep as e:
+        raise BadInput(str(e)) from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
