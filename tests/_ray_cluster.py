@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -83,7 +84,9 @@ class Cluster:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: list[Node] = []
-        self.env = {**os.environ, **FAST_FAILURE_DETECTION}
+        # the cluster's own token: nothing read from or written to ~/.ray
+        self.env = {**os.environ, **FAST_FAILURE_DETECTION, "RAY_AUTH_MODE": "token",
+                    "RAY_AUTH_TOKEN": secrets.token_hex(32)}
 
     def _start(self, name: str, args: list[str], resources: dict, head: bool) -> Node:
         log = self.root / f"{name}.log"

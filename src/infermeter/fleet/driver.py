@@ -87,6 +87,15 @@ def connect(ray, address: str, cfg: RunConfig) -> None:
             resources[RESOURCE_PREFIX + DeviceInfo("cpu", cpu_name()).slug] = 1
         ray.init(address="local", num_cpus=os.cpu_count(), resources=resources, **common)
         return
+    host, sep, port = address.rpartition(":")
+    if sep and port.isdigit() and "://" not in address:  # Ray itself retries an absent cluster for minutes
+        import socket
+
+        try:
+            socket.create_connection((host, int(port)), timeout=5).close()
+        except OSError as e:
+            raise BadInput(f"--address {address}: no Ray cluster answers there ({e.strerror or e}); start one with "
+                           "`ray start --head`, or use --address local") from None
     try:
         ray.init(address=address, **common)
     except (ConnectionError, RuntimeError, ValueError) as e:
@@ -201,6 +210,7 @@ class Fleet:
         where = f"node {node.get('host', '?')} ({node.get('node_id', '?')[:8]})" if node else "its node"
         if node:
             dr.lost.append(node["node_id"])
+            self.write_run_json(dr, dr.run_text, final=True)  # run.json names the lost node
         others = holders(ray.nodes(), dr.dev, exclude=set(dr.lost))
         kind = type(error).__name__
         if others and dr.attempts < MAX_ATTEMPTS:
