@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Ray cluster address (host:port, auto), or local: a one-machine cluster started here")
     fl.add_argument("--per", default="accelerator-type", choices=("accelerator-type", "node", "gpu"),
                     help="what one device is: each GPU type / CPU label, each node, or each GPU")
-    fl.add_argument("--devices", type=_list_arg(name_list, "--devices"), help="only these devices (labels)")
+    fl.add_argument("--devices", type=_typed(name_list, "--devices"), help="only these devices (labels)")
     fl.add_argument("--no-report", action="store_false", dest="report", help="skip compare and report at the end")
 
     prep = sub.add_parser("prepare", help="build a model's artifacts (Keras file, SavedModel, ONNX, reference) only",

@@ -11,7 +11,6 @@ import os
 import platform
 import shutil
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 
 from infermeter.config import RunConfig
@@ -47,9 +46,9 @@ def run_device(cfg_dict: dict, device: dict, skip: list[str], queue) -> int:
     cfg = RunConfig.from_dict({**cfg_dict, "results_dir": str(scratch), "device_label": label,
                                "device": device["kind"], "gpu_id": device["gpu_id"], "json_path": None,
                                "resume": False, "quiet": True})
-    if device["kind"] == "cuda" and cfg.gpu_id is None:
-        ids = ray.get_gpu_ids()  # the GPU Ray gave this task, as a physical index
-        cfg = replace(cfg, gpu_id=int(ids[0]) if ids else 0)
+    if device["kind"] == "cuda" and cfg.gpu_id is not None:
+        os.environ.pop("CUDA_VISIBLE_DEVICES", None)  # --per gpu names the node's GPU by its NVML index
+    # otherwise Ray's CUDA_VISIBLE_DEVICES holds the GPU it gave this task, and --gpu-id (none) is its entry 0
     try:
         sweep = Sweep(cfg, skip_cells=skip)
 
