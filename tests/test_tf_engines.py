@@ -61,6 +61,7 @@ def test_engine_matches_float64_reference(name, setup):
     engine = prepared(name, setup)
     assert engine.info["xla"] is name.endswith("-xla")
     assert engine.info["device"] == "/CPU:0" and engine.info["inter_op_threads"] in (0, 1)
+    assert engine.info["math_mode"] == {"tensor_float_32_execution": False}  # fp32 = IEEE, read back from TF
     assert engine.load_s > 0 and engine.build_s >= 0
     assert engine.info["artifact_cached"] is (engine.build_s == 0.0)
     assert store.valid("savedmodel" if name.startswith("tf") else "model.keras")
@@ -101,7 +102,7 @@ def _need_gpu():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "fp16"])
 @pytest.mark.parametrize("name", ENGINES)
 def test_engine_on_gpu(name, precision, setup):
     _need_gpu()
@@ -116,6 +117,7 @@ def test_engine_on_gpu(name, precision, setup):
     assert isinstance(next(iter(out.values())) if isinstance(out, dict) else out, np.ndarray)
     result = compare(reference, engine.to_numpy(out), precision)
     assert result.status == "pass", f"{name} {precision}: {result.detail}"
+    assert engine.info["math_mode"] == {"tensor_float_32_execution": precision == "tf32"}
     if precision == "fp16":
         assert "mixed_float16" in engine.info["fp16"]
         assert result.max_abs_err > compare(reference, reference.astype(np.float32), "fp32").max_abs_err

@@ -174,14 +174,15 @@ def nvml_devices() -> list[NvmlDevice]:
             h = pynvml.nvmlDeviceGetHandleByIndex(i)
             migs: list[str] = []
             try:
-                if pynvml.nvmlDeviceGetMigMode(h)[0] == 1:
-                    for k in range(pynvml.nvmlDeviceGetMaxMigDeviceCount(h)):
-                        try:
-                            migs.append(text(pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetMigDeviceHandleByIndex(h, k))))
-                        except pynvml.NVMLError:
-                            continue  # no slice at this position
-            except pynvml.NVMLError:
-                pass  # no MIG support on this board
+                mig_on = pynvml.nvmlDeviceGetMigMode(h)[0] == 1
+            except Exception:  # NVMLError_NotSupported: no MIG on this board (or a binding without the call)
+                mig_on = False
+            if mig_on:
+                for k in range(pynvml.nvmlDeviceGetMaxMigDeviceCount(h)):
+                    try:
+                        migs.append(text(pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetMigDeviceHandleByIndex(h, k))))
+                    except pynvml.NVMLError:
+                        continue  # no slice at this position
             out.append(NvmlDevice(i, text(pynvml.nvmlDeviceGetName(h)), text(pynvml.nvmlDeviceGetUUID(h)), tuple(migs)))
         return out
     finally:
