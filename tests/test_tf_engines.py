@@ -43,7 +43,7 @@ def test_engines_registered_with_their_contract():
         cls = engines[name]
         assert cls.available() == (True, "")
         assert cls.sources == ("keras",)
-        assert cls.precisions == {"cpu": ("fp32",), "cuda": ("fp32", "fp16")}
+        assert cls.precisions == {"cpu": ("fp32",), "cuda": ("fp32", "tf32", "fp16")}
         assert cls.supports(MobileNetV3Large(), "fp32", "cpu") == (True, "")
         assert cls.supports(MobileNetV3Large(), "fp16", "cpu")[0] is False
     assert engines["tf"].family == engines["tf-xla"].family == "tensorflow"
