@@ -167,7 +167,10 @@ class Fleet:
         from infermeter.fleet.node import run_device
 
         dev = dr.dev
-        opts: dict = {"num_cpus": 0, "max_retries": 0, "name": f"infermeter-{dev.folder}"}
+        # Ray sets OMP_NUM_THREADS=1 in a task without CPUs unless it is set: set it empty, and the task
+        # drops it, so the sweep's workers get the environment of a local run
+        opts: dict = {"num_cpus": 0, "max_retries": 0, "name": f"infermeter-{dev.folder}",
+                      "runtime_env": {"env_vars": {"OMP_NUM_THREADS": ""}}}
         if dev.kind == "cpu":
             opts["resources"] = {dev.resource: 1}
         else:
@@ -194,7 +197,7 @@ class Fleet:
             for kind, label, payload in queue.get_nowait_batch(n):
                 dr = by_label[label]
                 if kind == "plan":
-                    dr.node = {k: payload[k] for k in ("node_id", "host", "pid")}
+                    dr.node = {k: payload[k] for k in ("node_id", "host", "pid", "nice")}
                     dr.planned.update(payload["cells"])
                 elif kind == "row":
                     self.write_run_json(dr, payload.get("run"))

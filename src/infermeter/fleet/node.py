@@ -32,6 +32,18 @@ def folder_files(out_dir: Path, sub: str) -> dict[str, bytes]:
     return {str(p.relative_to(out_dir)): p.read_bytes() for p in (out_dir / sub).rglob("*") if p.is_file()}
 
 
+def undo_ray_niceness() -> int:
+    """Ray starts its workers at a higher niceness than the raylet; the sweep runs at the raylet's, as a local
+    run would at the user's. Returns the niceness the sweep runs at (unchanged where lowering is refused)."""
+    try:
+        target = os.getpriority(os.PRIO_PROCESS, os.getppid())
+        if os.getpriority(os.PRIO_PROCESS, 0) > target:
+            os.setpriority(os.PRIO_PROCESS, 0, target)
+    except OSError:
+        pass
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
 def run_device(cfg_dict: dict, device: dict, skip: list[str], queue) -> int:
     """Body of the Ray task (see driver.submit). Returns the sweep's exit status."""
     import ray
@@ -40,8 +52,10 @@ def run_device(cfg_dict: dict, device: dict, skip: list[str], queue) -> int:
     from infermeter.sweep import StopSweep, Sweep
 
     label = device["label"]
+    if os.environ.get("OMP_NUM_THREADS") == "":  # see driver.submit
+        del os.environ["OMP_NUM_THREADS"]
     ctx = ray.get_runtime_context()
-    where = {"node_id": ctx.get_node_id(), "host": platform.node(), "pid": os.getpid()}
+    where = {"node_id": ctx.get_node_id(), "host": platform.node(), "pid": os.getpid(), "nice": undo_ray_niceness()}
     scratch = Path(tempfile.mkdtemp(prefix="infermeter-fleet-"))
     cfg = RunConfig.from_dict({**cfg_dict, "results_dir": str(scratch), "device_label": label,
                                "device": device["kind"], "gpu_id": device["gpu_id"], "json_path": None,
