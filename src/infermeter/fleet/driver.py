@@ -96,6 +96,7 @@ def connect(ray, address: str, cfg: RunConfig) -> None:
         except OSError as e:
             raise BadInput(f"--address {address}: no Ray cluster answers there ({e.strerror or e}); start one with "
                            "`ray start --head`, or use --address local") from None
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's per-retry warnings are not for the user
     try:
         ray.init(address=address, **common)
     except (ConnectionError, RuntimeError, ValueError) as e:
