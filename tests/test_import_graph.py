@@ -72,7 +72,7 @@ def test_the_scenario_registry_drives_the_cell_grid():
     cfg = RunConfig(scenarios=list(SCENARIOS), streams=[1, 2], target_qps=[5.0, 10.0], device="cpu")
     cells = scenario_cells(cfg, "onnxruntime", "fp32", "x")
     for name, spec in SCENARIOS.items():
-        mine = [c for c in cells if c["scenario"] == name]
+        mine = [c for c in cells if c.scenario == name]
         per_batch = (2 if spec.takes_streams else 1) * (2 if spec.takes_qps else 1)
         assert len(mine) == per_batch * len(spec.default_batch_sizes), name
         assert callable(spec.run_fn())

@@ -11,3 +11,8 @@ class UninformativeReference(Exception):
 
 class EngineUnavailable(Exception):
     """An engine cannot run here (missing package, no GPU); the message says why."""
+
+
+class StopSweep(Exception):
+    """The sweep cannot go on (bad input discovered by a worker, disk full): one line, exit 2; the rows
+    already written stay."""

@@ -44,11 +44,11 @@ def run_metered(monitor, scenario: str, load, budget, allocator_peak=None, **sce
 
 
 class CellMeasurer:
-    def __init__(self, cfg, dev, model, engine, monitor, check, job: dict, first_ms: dict[int, float] | None = None):
+    def __init__(self, cfg, dev, model, engine, monitor, check, job, first_ms: dict[int, float] | None = None):
         self.cfg, self.dev, self.model, self.engine = cfg, dev, model, engine
-        self.monitor, self.check, self.job = monitor, check, job
-        self.out_dir = Path(job["out_dir"])
-        max_batch = max(c["batch_size"] for c in job["cells"])
+        self.monitor, self.check, self.job = monitor, check, job  # job: protocol.WorkerJob
+        self.out_dir = Path(job.out_dir)
+        max_batch = max(c.batch_size for c in job.cells)
         self.pool = model.sample_pool(min(POOL_MAX_ITEMS, max(32, 4 * max_batch)))
         self.first_ms: dict[int, float] = dict(first_ms or {})  # cold calls made before (by the check)
         self.staged_cache: dict[int, list] = {}
@@ -62,21 +62,21 @@ class CellMeasurer:
         return self.first_ms[bs]
 
     # ---- rows ---------------------------------------------------------------------------------
-    def base_row(self, cell: dict) -> dict:
+    def base_row(self, cell) -> dict:
         row = empty_row()
         row.update({
-            "run_id": self.job["run_id"], "cell_id": cell["cell_id"],
+            "run_id": self.job.run_id, "cell_id": cell.cell_id,
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "model": self.model.name, "weights": self.model.weights_id(), "input_shape": self.model.shape_tag(),
-            "engine": self.job["engine"], "precision": self.job["precision"], "device": self.dev.kind,
-            "device_name": self.job["device_label"], "gpu_id": self.dev.gpu_id, "scenario": cell["scenario"],
-            "batch_size": cell["batch_size"], "streams": cell["streams"], "target_qps": cell.get("target_qps"),
+            "engine": self.job.engine, "precision": self.job.precision, "device": self.dev.kind,
+            "device_name": self.job.device_label, "gpu_id": self.dev.gpu_id, "scenario": cell.scenario,
+            "batch_size": cell.batch_size, "streams": cell.streams, "target_qps": cell.target_qps,
             "io": self.cfg.io, "build_s": self.engine.build_s, "load_s": self.engine.load_s,
         })
         row.update(self.check.row_fields())
         return row
 
-    def failed_row(self, cell: dict, error: str) -> dict:
+    def failed_row(self, cell, error: str) -> dict:
         row = self.base_row(cell)
         row.update(status="failed", error=error)
         return row
@@ -90,11 +90,11 @@ class CellMeasurer:
         return self.staged_cache[batch]
 
     # ---- the cell -----------------------------------------------------------------------------
-    def measure(self, cell: dict) -> dict:
+    def measure(self, cell) -> dict:
         from infermeter.scenarios import Budget, Load
 
         cfg = self.cfg
-        bs, scenario = cell["batch_size"], cell["scenario"]
+        bs, scenario = cell.batch_size, cell.scenario
         row = self.base_row(cell)
         staged = self.staged_batches(bs)
 
@@ -105,7 +105,7 @@ class CellMeasurer:
             clients = self.engine.offline_clients()
             row["streams"] = len(clients)  # requests in flight
         else:
-            clients = self.engine.make_clients(cell["streams"] if spec.takes_streams else 1)
+            clients = self.engine.make_clients(cell.streams if spec.takes_streams else 1)
         load = Load(clients=clients, inputs=lambda i: staged[i % len(staged)], batch_size=bs)
         budget = Budget(warmup=cfg.warmup, warmup_time_s=cfg.warmup_time_s, iterations=cfg.iterations,
                         time_s=cfg.time_s, min_iterations=cfg.min_iterations, target_ci=cfg.target_ci,
@@ -113,9 +113,9 @@ class CellMeasurer:
 
         self.engine.reset_allocator_peak()
         res, tel = run_metered(self.monitor, scenario, load, budget, allocator_peak=self.engine.allocator_peak_mb,
-                               target_qps=cell.get("target_qps"), latency_bound_ms=cfg.latency_bound_ms,
+                               target_qps=cell.target_qps, latency_bound_ms=cfg.latency_bound_ms,
                                seed=cfg.seed, use_loadgen=cfg.loadgen,
-                               loadgen_outdir=(self.out_dir / "loadgen" / cell["cell_id"]) if cfg.loadgen else None)
+                               loadgen_outdir=(self.out_dir / "loadgen" / cell.cell_id) if cfg.loadgen else None)
         energy_tel = tel
         if self.monitor.energy_pass_needed(res.duration_s, cfg.energy_time_s):
             energy_tel = self.energy_pass(load, cfg.energy_time_s)
@@ -144,11 +144,11 @@ class CellMeasurer:
             row["error"] = (row["error"] + "; " if row["error"] else "") + \
                 f"--target-ci {cfg.target_ci} not reached within --max-time-s {cfg.max_time_s:g} s"
 
-        self.write_traces(cell["cell_id"], res, energy_tel if energy_tel is not tel else tel)
+        self.write_traces(cell.cell_id, res, energy_tel if energy_tel is not tel else tel)
         if "loadgen" in res.extra:
             from infermeter.results.writer import atomic_write_json
 
-            atomic_write_json(self.out_dir / "loadgen" / f"{cell['cell_id']}.json", res.extra["loadgen"])
+            atomic_write_json(self.out_dir / "loadgen" / f"{cell.cell_id}.json", res.extra["loadgen"])
         return row
 
     def energy_pass(self, load, seconds: float):

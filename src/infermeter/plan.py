@@ -10,12 +10,24 @@ from infermeter.parsing import safe_name
 from infermeter.scenarios.registry import SCENARIOS
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One measurement of the grid: a scenario at one batch size, stream count and (server) arrival rate,
+    for one group's engine, precision and input shape (named in cell_id)."""
+
+    cell_id: str
+    scenario: str
+    batch_size: int
+    streams: int = 1
+    target_qps: float | None = None
+
+
 @dataclass
 class Group:
     model: object  # models.base.Model for one input-shape experiment
     engine: str
     precision: str
-    cells: list[dict] = field(default_factory=list)
+    cells: list[Cell] = field(default_factory=list)
     skip_reason: str | None = None  # set: every cell becomes a 'skipped' row
 
 
@@ -35,7 +47,7 @@ def cell_id(engine: str, precision: str, scenario: str, batch: int, streams: int
     return safe_name("_".join(parts))
 
 
-def scenario_cells(cfg: RunConfig, engine: str, precision: str, shape_tag: str) -> list[dict]:
+def scenario_cells(cfg: RunConfig, engine: str, precision: str, shape_tag: str) -> list[Cell]:
     cells = []
     for scenario in cfg.scenarios:
         spec = SCENARIOS[scenario]
@@ -44,8 +56,8 @@ def scenario_cells(cfg: RunConfig, engine: str, precision: str, shape_tag: str) 
         for bs in cfg.batch_sizes_for(scenario):
             for streams in streams_list:
                 for qps in qps_list:
-                    cells.append({"cell_id": cell_id(engine, precision, scenario, bs, streams, qps, shape_tag),
-                                  "scenario": scenario, "batch_size": bs, "streams": streams, "target_qps": qps})
+                    cells.append(Cell(cell_id(engine, precision, scenario, bs, streams, qps, shape_tag),
+                                      scenario, bs, streams, qps))
     return cells
 
 
@@ -75,7 +87,7 @@ def plan(cfg: RunConfig, models: list, device_kind: str) -> list[Group]:
                 precisions = ["fp32"]
             for p in precisions:
                 g = Group(model, name, p, scenario_cells(cfg, name, p, tag))
-                fits = [(c, *model.supports_batch(c["batch_size"])) for c in g.cells]
+                fits = [(c, *model.supports_batch(c.batch_size)) for c in g.cells]
                 unfit = [(c, why_not) for c, fit, why_not in fits if not fit]
                 if not ok:
                     g.skip_reason = why

@@ -1,73 +1,33 @@
-"""Run a sweep: plan the cells, build artifacts, run each engine group in its own worker process,
-stream rows to durable files as each cell ends, and summarise.
+"""Run a sweep: plan the cells, build the model's artifacts, hand each engine group to a worker, and write
+each row as its cell ends.
 
-A worker that crashes, is killed or outlives --timeout costs only the cell in progress: that cell
-becomes a 'failed' row naming the cause and the rest of its group continues in a fresh worker.
+The parts: results/folder.py owns the files (results.csv, run.json, resume, the disk-full policy);
+supervisor.py owns the worker processes (spawn, timeouts, a crash becoming a failed cell); this module
+decides what runs in which order and writes the rows no worker measured (skipped, failed).
 """
 
 from __future__ import annotations
 
-import errno
-import multiprocessing as mp
-import os
-import signal
-import time
 import uuid
-from dataclasses import asdict
 from pathlib import Path
 
 from infermeter.config import RunConfig
 from infermeter.device import DeviceInfo, resolve_device, worker_env
-from infermeter.errors import BadInput
+from infermeter.errors import BadInput, StopSweep
 from infermeter.models.base import ModelOptions
 from infermeter.models.registry import resolve_model
 from infermeter.parsing import safe_name
-from infermeter.plan import Group, engine_key, plan
+from infermeter.plan import Cell, Group, engine_key, plan
+from infermeter.protocol import BadInputFound, CellRow, DiskFull, GroupFailed, Info, Message, WorkerJob
+from infermeter.results.folder import ResultsFolder, finished_cells  # noqa: F401 (finished_cells: for fleet)
 from infermeter.results.metadata import fingerprint
-from infermeter.results.schema import empty_row, normalise
-from infermeter.results.writer import ResultsCsv, atomic_write_json, clean_for_json, read_results
-
-POLL_S = 0.1
-
-
-class StopSweep(Exception):
-    """The sweep cannot go on (bad input discovered by a worker, disk full): one line, exit 2."""
-
-
-def signal_cause(code: int | None) -> str:
-    if code is None:
-        return "worker vanished"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        what = {"SIGSEGV": "segmentation fault", "SIGABRT": "aborted", "SIGBUS": "bus error",
-                "SIGKILL": "killed (SIGKILL; the kernel's out-of-memory killer does this)",
-                "SIGFPE": "floating-point exception", "SIGILL": "illegal instruction"}.get(name, "killed")
-        return f"worker {what} ({name})"
-    return f"worker exited with code {code}"
-
-
-def _last_log_line(log_path: Path) -> str:
-    try:
-        lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    for ln in reversed(lines):
-        if "Error" in ln or "error" in ln or "Fatal" in ln:
-            return ln[:300]
-    return lines[-1][:300] if lines else ""
+from infermeter.results.schema import empty_row
+from infermeter.supervisor import WorkerSupervisor
 
 
 def model_options(c: RunConfig, shapes) -> ModelOptions:
     return ModelOptions(seed=c.seed, weights=c.weights, image=c.image, input_shapes=shapes, seq_len=c.seq_len,
                         check_samples=c.check_samples, extra=dict(c.model_extra))
-
-
-def finished_cells(results_csv) -> set[str]:
-    """Cells --resume does not run again: those with a result (a failed cell is tried again)."""
-    return {r["cell_id"] for r in read_results(results_csv) if r.get("status") in ("ok", "mismatch", "skipped")}
 
 
 class Sweep:
@@ -88,82 +48,48 @@ class Sweep:
         self.models = [resolve_model(cfg.model, self.model_options(s)) for s in shape_sets]
         self.groups: list[Group] = plan(cfg, self.models, self.dev.kind)
         slug = safe_name(cfg.device_label) if cfg.device_label else self.dev.slug
-        self.out_dir = Path(cfg.results_dir) / safe_name(self.models[0].name) / slug
-        self.rows: list[dict] = []
+        self.folder = ResultsFolder(Path(cfg.results_dir) / safe_name(self.models[0].name) / slug, self.run_id,
+                                    cfg.json_path)
+        self.supervisor = WorkerSupervisor(self.folder.logs_dir, cfg.timeout_s)
         self.info: dict = {"engines": {}, "artifacts": {}, "telemetry": None}
         self.progress = None
+
+    @property
+    def out_dir(self) -> Path:
+        return self.folder.out_dir
+
+    @property
+    def rows(self) -> list[dict]:
+        return self.folder.rows
 
     def model_options(self, shapes) -> ModelOptions:
         return model_options(self.cfg, shapes)
 
-    # ---- output -------------------------------------------------------------------------------
-    def open_results(self) -> None:
-        try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.out_dir / f".write-probe-{os.getpid()}"
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as e:
-            raise BadInput(f"results folder {self.out_dir} cannot be written: {e.strerror or e}") from None
-        self.csv = ResultsCsv(self.out_dir / "results.csv")
-        self.done = set(self.skip_cells)
-        if self.cfg.resume:
-            self.done |= finished_cells(self.csv.path)
-
-    def write_run_json(self) -> None:
-        path = self.out_dir / "run.json"
-        previous = []
-        if path.exists():
-            import json
-
-            try:
-                old = json.loads(path.read_text())
-                previous = old.get("previous_runs", []) + [{k: old.get(k) for k in ("run_id", "created_at", "command")}]
-            except (ValueError, OSError):
-                previous = []
-        doc = {"run_id": self.run_id, **self.fp, "device_label": self.device_label,
-               "parallel_gpus": self.cfg.parallel_gpus, "config": self.cfg.to_dict(),
-               **self.info, "previous_runs": previous[-20:]}
-        try:
-            atomic_write_json(path, doc)
-        except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                raise self.disk_full(e.strerror) from None
-            raise
-
+    # ---- rows ---------------------------------------------------------------------------------
     def emit(self, row: dict) -> None:
-        row = normalise({**row, "parallel_gpus": self.cfg.parallel_gpus})
-        try:
-            self.csv.append(row)
-            self.rows.append(row)
-            if self.cfg.json_path:
-                atomic_write_json(self.cfg.json_path, {"run_id": self.run_id, "results_dir": str(self.out_dir),
-                                                       "rows": [clean_for_json(r) for r in self.rows]})
-        except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                raise self.disk_full(e.strerror) from None
-            raise StopSweep(f"cannot write results in {self.out_dir}: {e}") from None
+        row = self.folder.write_row({**row, "parallel_gpus": self.cfg.parallel_gpus})
         if self.on_row:
             self.on_row(row)
         if self.progress:
             self.progress(row)
 
-    def disk_full(self, what: str) -> StopSweep:
-        return StopSweep(f"disk full writing results in {self.out_dir} ({what}): stopped; "
-                         f"{len(self.rows)} finished cell(s) are intact in results.csv; free space, then --resume")
+    def write_run_json(self) -> None:
+        self.folder.write_run_json({"run_id": self.run_id, **self.fp, "device_label": self.device_label,
+                                    "parallel_gpus": self.cfg.parallel_gpus, "config": self.cfg.to_dict(),
+                                    **self.info})
 
-    def skipped_row(self, group: Group, cell: dict, reason: str) -> dict:
+    def skipped_row(self, group: Group, cell: Cell, reason: str) -> dict:
         row = empty_row()
-        row.update({"run_id": self.run_id, "cell_id": cell["cell_id"], "model": group.model.name,
+        row.update({"run_id": self.run_id, "cell_id": cell.cell_id, "model": group.model.name,
                     "weights": group.model.weights_id(), "input_shape": group.model.shape_tag(),
                     "engine": group.engine, "precision": group.precision, "device": self.dev.kind,
-                    "device_name": self.device_label, "gpu_id": self.dev.gpu_id, "scenario": cell["scenario"],
-                    "batch_size": cell["batch_size"], "streams": cell["streams"], "target_qps": cell["target_qps"],
+                    "device_name": self.device_label, "gpu_id": self.dev.gpu_id, "scenario": cell.scenario,
+                    "batch_size": cell.batch_size, "streams": cell.streams, "target_qps": cell.target_qps,
                     "io": self.cfg.io, "status": "skipped", "error": reason,
                     "check_status": f"not-run: {reason}"})
         return row
 
-    def failed_row(self, group: Group, cell: dict, error: str) -> dict:
+    def failed_row(self, group: Group, cell: Cell, error: str) -> dict:
         row = self.skipped_row(group, cell, error)
         row["status"] = "failed"
         check = self.info["engines"].get(engine_key(group.engine, group.precision, group.model.shape_tag()), {})
@@ -172,127 +98,53 @@ class Sweep:
         return row
 
     # ---- workers ------------------------------------------------------------------------------
-    def job(self, kind: str, model, **extra) -> dict:
-        return {"kind": kind, "config": self.cfg.to_dict(), "model": self.cfg.model,
-                "model_options": asdict(model.options), "device": asdict(self.dev), "env": worker_env(self.dev),
-                "run_id": self.run_id, "device_label": self.device_label, "out_dir": str(self.out_dir), **extra}
+    def job(self, kind: str, model, **fields) -> WorkerJob:
+        return WorkerJob(kind=kind, config=self.cfg, model=self.cfg.model, model_options=model.options,
+                         device=self.dev, env=worker_env(self.dev), run_id=self.run_id,
+                         device_label=self.device_label, out_dir=str(self.out_dir), **fields)
 
-    def spawn(self, job: dict, log_name: str):
-        ctx = mp.get_context("spawn")
-        recv, send = ctx.Pipe(duplex=False)
-        from infermeter import worker
-
-        log = self.out_dir / "logs" / f"{safe_name(log_name)}.log"
-        proc = ctx.Process(target=worker.main, args=(job, send, str(log)), name=f"infermeter-{log_name}")
-        proc.start()
-        send.close()
-        return proc, recv, log
-
-    @staticmethod
-    def stop_proc(proc) -> None:
-        if proc.is_alive():
-            proc.kill()
-        proc.join(10)
-
-    def drive(self, job: dict, log_name: str, on_msg, first_deadline_s: float):
-        """Run one worker to its end. Returns (cause, current cell id) when it died, else (None, None)."""
-        proc, conn, log = self.spawn(job, log_name)
-        current = None
-        deadline = time.monotonic() + first_deadline_s
-        try:
-            while True:
-                if conn.poll(POLL_S):
-                    try:
-                        kind, payload = conn.recv()
-                    except (EOFError, OSError):
-                        proc.join(5)
-                        cause = signal_cause(proc.exitcode)
-                        tail = _last_log_line(log)
-                        return (f"{cause}{': ' + tail if tail and proc.exitcode and proc.exitcode > 0 else ''}",
-                                current)
-                    if kind == "cell-start":
-                        current, deadline = payload, time.monotonic() + self.cfg.timeout_s
-                    elif kind == "row":
-                        current, deadline = None, time.monotonic() + self.cfg.timeout_s
-                    elif kind == "done":
-                        proc.join(30)
-                        return None, None
-                    on_msg(kind, payload)
-                elif not proc.is_alive():
-                    proc.join(1)
-                    if conn.poll(0):
-                        continue  # drain what it said before dying
-                    return signal_cause(proc.exitcode), current
-                elif time.monotonic() > deadline:
-                    self.stop_proc(proc)
-                    what = f"cell {current}" if current else "session build"
-                    limit = self.cfg.timeout_s if current else first_deadline_s
-                    return f"timeout: {what} ran past --timeout {limit:g} s; worker killed", current
-        finally:
-            self.stop_proc(proc)
-            conn.close()
+    def on_message(self, msg: Message) -> None:
+        """What a worker says, applied: rows written, facts kept for run.json, stops raised."""
+        if isinstance(msg, CellRow):
+            self.emit(msg.row)
+        elif isinstance(msg, Info):
+            self.info["engines"].update(msg.engine)
+            if msg.telemetry is not None:
+                self.info["telemetry"] = msg.telemetry
+        elif isinstance(msg, BadInputFound):
+            raise StopSweep(msg.message)
+        elif isinstance(msg, DiskFull):
+            raise self.folder.disk_full(msg.what)
 
     def prepare_model(self, model, kinds: set[str]) -> str | None:
         """Build artifacts in the model's builder process. Returns an error line, or None."""
-        outcome: dict = {}
+        failed: list[str] = []
 
-        def on_msg(kind, payload):
-            if kind == "info":
-                self.info["artifacts"][model.shape_tag()] = payload.get("artifacts")
-            elif kind in ("bad-input", "group-failed"):
-                outcome[kind] = payload
+        def on_message(msg: Message) -> None:
+            if isinstance(msg, Info):
+                self.info["artifacts"][model.shape_tag()] = msg.artifacts
+            elif isinstance(msg, BadInputFound):
+                raise StopSweep(f"{model.name}: {msg.message}")
+            elif isinstance(msg, GroupFailed):
+                failed.append(msg.error)
 
-        cause, _ = self.drive(self.job("prepare", model, kinds=sorted(kinds)), f"prepare-{model.shape_tag()}", on_msg,
-                              max(self.cfg.timeout_s, 600))
-        if "bad-input" in outcome:
-            raise StopSweep(f"{model.name}: {outcome['bad-input']}")
-        if "group-failed" in outcome:
-            return f"building artifacts failed: {outcome['group-failed']}"
-        return f"building artifacts failed: {cause}" if cause else None
+        end = self.supervisor.run(self.job("prepare", model, artifact_kinds=tuple(sorted(kinds))),
+                                  f"prepare-{model.shape_tag()}", on_message)
+        if failed:
+            return f"building artifacts failed: {failed[0]}"
+        return f"building artifacts failed: {end.cause}" if end.cause else None
 
-    def run_group(self, group: Group, cells: list[dict]) -> None:
-        remaining = list(cells)  # shrinks as rows arrive; a fresh worker takes what is left
-        failed: dict = {}
-
-        def on_msg(kind, payload):
-            if kind == "row":
-                self.emit(payload)
-                remaining[:] = [c for c in remaining if c["cell_id"] != payload["cell_id"]]
-            elif kind == "info":
-                self.info["engines"].update(payload.get("engine", {}))
-                if payload.get("telemetry") is not None:
-                    self.info["telemetry"] = payload["telemetry"]
-            elif kind == "group-failed":
-                failed["error"] = payload
-            elif kind == "bad-input":
-                raise StopSweep(payload)
-            elif kind == "disk-full":
-                raise self.disk_full(payload)
-
-        while remaining:
-            job = self.job("engine", group.model, engine=group.engine, precision=group.precision, cells=list(remaining))
-            cause, current = self.drive(job, f"{group.engine}-{group.precision}-{group.model.shape_tag()}", on_msg,
-                                        max(self.cfg.timeout_s, 600))
-            if failed:  # the session could not be built or checked: nothing in this group can run
-                for c in remaining:
-                    self.emit(self.failed_row(group, c, failed["error"]))
-                return
-            if cause is None:
-                return
-            if current is None:  # died while building the session: retrying would die the same way
-                for c in remaining:
-                    self.emit(self.failed_row(group, c, cause))
-                return
-            cell = next(c for c in remaining if c["cell_id"] == current)
-            self.emit(self.failed_row(group, cell, cause))
-            remaining[:] = [c for c in remaining if c["cell_id"] != current]
+    def run_group(self, group: Group, cells: list[Cell]) -> None:
+        job = self.job("engine", group.model, engine=group.engine, precision=group.precision, cells=tuple(cells))
+        self.supervisor.run_cells(job, f"{group.engine}-{group.precision}-{group.model.shape_tag()}",
+                                  self.on_message, lambda cell, cause: self.emit(self.failed_row(group, cell, cause)))
 
     # ---- the whole sweep ------------------------------------------------------------------------
     def run(self) -> int:
-        self.open_results()
+        done = self.skip_cells | self.folder.open(self.cfg.resume)
         self.fp = fingerprint(self.dev, self.cfg.command)
         self.write_run_json()
-        todo = [(g, [c for c in g.cells if c["cell_id"] not in self.done]) for g in self.groups]
+        todo = [(g, [c for c in g.cells if c.cell_id not in done]) for g in self.groups]
         todo = [(g, cells) for g, cells in todo if cells]
         from infermeter.progress import SweepProgress
 
@@ -337,8 +189,7 @@ def artifact_kinds(model, engine_names: list[str] | None = None) -> set[str]:
 
 def prepare_only(cfg: RunConfig) -> dict:
     """Build every artifact of the model (all input-shape experiments) without measuring anything."""
-    sweep = Sweep(cfg)
-    sweep.open_results()
+    sweep = Sweep(cfg)  # its results folder is not opened: preparing measures nothing, so writes no results
     built = {}
     try:
         for model in sweep.models:

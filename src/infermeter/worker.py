@@ -14,14 +14,18 @@ import time
 import traceback
 from pathlib import Path
 
-# Messages child -> parent: (kind, payload)
-#   ("info", dict)            facts for run.json (engine settings, artifact facts, telemetry)
-#   ("cell-start", cell_id)   the parent's per-cell timeout starts now
-#   ("row", dict)             a finished cell
-#   ("group-failed", str)     the session could not be built: every remaining cell fails with this
-#   ("bad-input", str)        the run must stop: one line for the user (e.g. uninformative reference)
-#   ("disk-full", str)        a result file could not be written: the sweep stops, finished rows intact
-#   ("done", None)
+from infermeter.protocol import (
+    BadInputFound,
+    CellRow,
+    CellStart,
+    DiskFull,
+    Done,
+    GroupFailed,
+    Info,
+    WorkerJob,
+)
+
+# What a worker says to the parent: the messages in protocol.py.
 
 OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory", "std::bad_alloc",
                "failed to allocate", "oom")
@@ -69,56 +73,53 @@ def _die_with_parent() -> None:
         pass
 
 
-def main(job: dict, conn, log_path: str | None = None) -> None:
+def main(job: WorkerJob, conn, log_path: str | None = None) -> None:
     """Entry point of the worker process (multiprocessing 'spawn')."""
     _die_with_parent()
-    os.environ.update(job.get("env", {}))  # before any framework import: CUDA_VISIBLE_DEVICES etc.
+    os.environ.update(job.env)  # before any framework import: CUDA_VISIBLE_DEVICES etc.
     _redirect_output(log_path)
-    _limit_memory(job["config"].get("worker_memory_limit_mb"))
-
-    def send(kind, payload=None):
-        conn.send((kind, payload))
+    _limit_memory(job.config.worker_memory_limit_mb)
+    send = conn.send
 
     try:
-        if job["kind"] == "prepare":
+        if job.kind == "prepare":
             prepare_artifacts(job, send)
         else:
             run_engine_group(job, send)
-        send("done")
+        send(Done())
     except BaseException as e:  # the parent must always hear why
         from infermeter.errors import BadInput, UninformativeReference
 
         traceback.print_exc()
         if isinstance(e, (BadInput, UninformativeReference)):
-            send("bad-input", str(e))
+            send(BadInputFound(str(e)))
         else:
-            send("group-failed", describe_exception(e))
+            send(GroupFailed(describe_exception(e)))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         conn.close()
 
 
-def _model_from_job(job: dict):
-    from infermeter.models.base import ModelOptions
+def _model_from_job(job: WorkerJob):
     from infermeter.models.registry import resolve_model
 
-    return resolve_model(job["model"], ModelOptions(**job["model_options"]))
+    return resolve_model(job.model, job.model_options)
 
 
-def prepare_artifacts(job: dict, send) -> None:
+def prepare_artifacts(job: WorkerJob, send) -> None:
     """Build the model's artifacts in its source framework and prove the reference informative."""
     from infermeter.artifacts import ArtifactStore
     from infermeter.check import assert_informative
     from infermeter.models.reference import read_reference
 
     model = _model_from_job(job)
-    store = ArtifactStore(job["config"]["cache_dir"], model.key())
-    facts = model.build_artifacts(store, set(job["kinds"])) or {}
+    store = ArtifactStore(job.config.cache_dir, model.key())
+    facts = model.build_artifacts(store, set(job.artifact_kinds)) or {}
     _, ref = read_reference(store)
     facts.update(assert_informative(ref, model.task))
     facts["built_s"] = dict(store.built)
-    send("info", {"artifacts": facts})
+    send(Info(artifacts=facts))
 
 
 def _check(engine, model, store, precision: str, batch_sizes: list[int], first_ms: dict[int, float]):
@@ -149,24 +150,21 @@ def _check(engine, model, store, precision: str, batch_sizes: list[int], first_m
     return compare(ref, np.concatenate(outs, axis=0), precision, model.task)
 
 
-def run_engine_group(job: dict, send) -> None:
+def run_engine_group(job: WorkerJob, send) -> None:
     from infermeter.artifacts import ArtifactStore
-    from infermeter.config import RunConfig
-    from infermeter.device import DeviceInfo
     from infermeter.engines import EngineContext, EngineOptions, get_engine
     from infermeter.telemetry import open_monitor
 
-    cfg = RunConfig.from_dict(job["config"])
-    dev = DeviceInfo(**job["device"])
+    cfg, dev = job.config, job.device
     model = _model_from_job(job)
     store = ArtifactStore(cfg.cache_dir, model.key())
-    cells = job["cells"]
-    precision = job["precision"]
-    max_batch = max(c["batch_size"] for c in cells)
-    max_streams = max(c["streams"] for c in cells)
+    cells = job.cells
+    precision = job.precision
+    max_batch = max(c.batch_size for c in cells)
+    max_streams = max(c.streams for c in cells)
     ctx = EngineContext(device=dev.kind, gpu_id=dev.gpu_id, num_threads=cfg.num_threads, io=cfg.io,
                         cache_dir=cfg.cache_dir, options=EngineOptions.from_config(cfg, streams=max_streams))
-    engine = get_engine(job["engine"])(ctx)
+    engine = get_engine(job.engine)(ctx)
 
     t0 = time.perf_counter()
     engine.prepare(model, store, precision, max_batch)
@@ -182,27 +180,27 @@ def run_engine_group(job: dict, send) -> None:
             monitor.measure_idle(cfg.idle_time_s)
         from infermeter.plan import engine_key
 
-        send("info", {"engine": {engine_key(job["engine"], precision, model.shape_tag()): {
+        send(Info(engine={engine_key(job.engine, precision, model.shape_tag()): {
             "settings": engine.info, "build_s": engine.build_s, "load_s": engine.load_s,
             "check": {**check.row_fields(), "detail": check.detail}}},
-            "telemetry": monitor.run_info()})
+            telemetry=monitor.run_info()))
         from infermeter.measure import CellMeasurer
 
         measurer = CellMeasurer(cfg, dev, model, engine, monitor, check, job, first_ms)
         for cell in cells:
-            send("cell-start", cell["cell_id"])
+            send(CellStart(cell.cell_id))
             try:
                 row = measurer.measure(cell)
             except OSError as e:
                 if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # the sweep stops; the parent says so
-                    send("disk-full", f"{e.strerror}: {e.filename or job['out_dir']}")
+                    send(DiskFull(f"{e.strerror}: {e.filename or job.out_dir}"))
                     return
                 traceback.print_exc()
                 row = measurer.failed_row(cell, describe_exception(e))
             except Exception as e:  # the cell fails; the session may still serve the next one
                 traceback.print_exc()
                 row = measurer.failed_row(cell, describe_exception(e))
-            send("row", row)
+            send(CellRow(row))
             if cfg.cooldown_s > 0:
                 time.sleep(cfg.cooldown_s)
     finally:

@@ -75,8 +75,8 @@ def run_device(cfg_dict: dict, device: dict, skip: list[str], queue) -> int:
         cells = {}
         for g in sweep.groups:
             for c in g.cells:
-                if c["cell_id"] not in sweep.skip_cells:
-                    cells[c["cell_id"]] = {**sweep.skipped_row(g, c, ""), "parallel_gpus": cfg.parallel_gpus}
+                if c.cell_id not in sweep.skip_cells:
+                    cells[c.cell_id] = {**sweep.skipped_row(g, c, ""), "parallel_gpus": cfg.parallel_gpus}
         queue.put(("plan", label, {**where, "cells": cells}))
         try:
             status = sweep.run()

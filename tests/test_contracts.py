@@ -1,0 +1,92 @@
+"""Typed contracts between the sweep and its workers, the results folder, and `infermeter prepare`."""
+
+import dataclasses
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infermeter.config import RunConfig
+from infermeter.plan import Cell
+from infermeter.protocol import (
+    BadInputFound,
+    CellRow,
+    CellStart,
+    DiskFull,
+    Done,
+    GroupFailed,
+    Info,
+    WorkerJob,
+)
+from infermeter.results.folder import ResultsFolder
+from infermeter.sweep import Sweep
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "models" / "example_mlp"
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("contracts")
+    return Sweep(RunConfig(model=str(EXAMPLE), device="cpu", engines=["onnxruntime"], batch_sizes=[1, 4],
+                           scenarios=["offline", "multi-stream"], streams=[1, 2], results_dir=str(root / "results"),
+                           cache_dir=str(root / "cache"), idle_time_s=0, quiet=True))
+
+
+def test_the_job_and_every_message_cross_a_pipe_unchanged_and_frozen(sweep):
+    group = sweep.groups[0]
+    job = sweep.job("engine", group.model, engine=group.engine, precision=group.precision, cells=tuple(group.cells))
+    assert isinstance(job, WorkerJob) and all(isinstance(c, Cell) for c in job.cells)
+    assert len(job.cells) == 2 + 2 * 2
+    messages = [Info(engine={"k": {"settings": {}}}, telemetry={"power": "none"}), CellStart("c"),
+                CellRow({"cell_id": "c", "status": "ok"}), GroupFailed("e"), BadInputFound("b"), DiskFull("d"), Done()]
+    for obj in [job, *job.cells, *messages]:
+        back = pickle.loads(pickle.dumps(obj))
+        assert back == obj and type(back) is type(obj)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, dataclasses.fields(obj)[0].name if dataclasses.fields(obj) else "x", None)
+    with pytest.raises(ValueError, match="engine job"):
+        dataclasses.replace(job, cells=())
+    with pytest.raises(ValueError, match="job kind"):
+        dataclasses.replace(job, kind="measure")
+
+
+def test_results_folder_keeps_rows_resumes_and_lists_each_run_once(tmp_path):
+    first = ResultsFolder(tmp_path / "dev", "run1")
+    assert first.open(resume=True) == set()
+    for cell_id, status in (("a", "ok"), ("b", "failed"), ("c", "skipped")):
+        first.write_row({"cell_id": cell_id, "status": status})
+    first.write_run_json({"run_id": "run1", "command": "one"})
+    first.write_run_json({"run_id": "run1", "command": "one"})  # rewritten as the run goes on
+    second = ResultsFolder(tmp_path / "dev", "run2")
+    assert second.open(resume=True) == {"a", "c"}  # a failed cell is tried again
+    assert second.open(resume=False) == set()
+    second.write_run_json({"run_id": "run2", "command": "two"})
+    doc = json.loads((tmp_path / "dev" / "run.json").read_text())
+    assert [p["run_id"] for p in doc["previous_runs"]] == ["run1"]
+
+
+def _tiny_onnx(path: Path) -> Path:
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["logits"])], "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 4])],
+        [numpy_helper.from_array(rng.standard_normal((16, 4)).astype(np.float32), "W")])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_prepare_writes_no_results_csv(tmp_path):
+    results = tmp_path / "results"
+    model = _tiny_onnx(tmp_path / "tiny.onnx")
+    res = subprocess.run([sys.executable, "-m", "infermeter", "prepare", str(model), "--results-dir", str(results),
+                          "--cache-dir", str(tmp_path / "cache")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "tiny" in res.stdout and list((tmp_path / "cache").rglob("reference*"))
+    assert list(results.rglob("results.csv")) == [] and list(results.rglob("run.json")) == []
