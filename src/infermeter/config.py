@@ -87,7 +87,7 @@ class RunConfig:
     worker_memory_limit_mb: int | None = _help("address-space limit for each worker (CPU runs only: CUDA "
                                                "reserves more address space than any sane limit)", default=None)
     compile_mode: str | None = _help("torch.compile mode (default: max-autotune on cuda, default on cpu)",
-                                     default=None)
+                                     choices=COMPILE_MODES, default=None)
     quiet: bool = _help("no progress bar", default=False)
     model_extra: dict = _help("model-specific options (e.g. tiny BERT sizes for tests)", cli=False,
                               default_factory=dict)

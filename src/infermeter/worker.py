@@ -172,7 +172,7 @@ def run_engine_group(job: WorkerJob, send) -> None:
     if engine.build_s is None and engine.load_s is None:
         engine.load_s = prepare_s
     first_ms: dict[int, float] = {}  # cold first call per batch size, wherever it happens
-    check = _check(engine, model, store, precision, sorted({c["batch_size"] for c in cells}), first_ms)
+    check = _check(engine, model, store, precision, sorted({c.batch_size for c in cells}), first_ms)
 
     monitor = open_monitor(dev, cfg.power_interval_ms, os.getpid())
     try:
