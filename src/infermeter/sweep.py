@@ -19,7 +19,7 @@ from infermeter.models.registry import resolve_model
 from infermeter.parsing import safe_name
 from infermeter.plan import Cell, Group, engine_key, plan
 from infermeter.protocol import BadInputFound, CellRow, DiskFull, GroupFailed, Info, Message, WorkerJob
-from infermeter.results.folder import ResultsFolder, finished_cells  # noqa: F401 (finished_cells: for fleet)
+from infermeter.results.folder import ResultsFolder
 from infermeter.results.metadata import fingerprint
 from infermeter.results.schema import empty_row
 from infermeter.supervisor import WorkerSupervisor

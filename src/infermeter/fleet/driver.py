@@ -241,7 +241,7 @@ class Fleet:
         from ray.util.queue import Queue
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from infermeter.sweep import finished_cells
+        from infermeter.results.folder import finished_cells
 
         devices = select(discover(ray.nodes(), self.opts.per, self.cfg.device), self.opts.devices)
         for dev in devices:

@@ -48,8 +48,8 @@ def run_device(cfg_dict: dict, device: dict, skip: list[str], queue) -> int:
     """Body of the Ray task (see driver.submit). Returns the sweep's exit status."""
     import ray
 
-    from infermeter.errors import BadInput
-    from infermeter.sweep import StopSweep, Sweep
+    from infermeter.errors import BadInput, StopSweep
+    from infermeter.sweep import Sweep
 
     label = device["label"]
     if os.environ.get("OMP_NUM_THREADS") == "":  # see driver.submit
