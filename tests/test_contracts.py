@@ -90,3 +90,47 @@ def test_prepare_writes_no_results_csv(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "tiny" in res.stdout and list((tmp_path / "cache").rglob("reference*"))
     assert list(results.rglob("results.csv")) == [] and list(results.rglob("run.json")) == []
+
+
+def test_accepted_precisions_are_what_the_engines_declare(monkeypatch):
+    from infermeter.engines import ENGINES, Engine, load_all
+    from infermeter.errors import BadInput
+
+    declared = {p for cls in load_all().values() for ps in cls.precisions.values() for p in ps}
+    for p in declared:
+        assert RunConfig(precisions=[p]).precisions == [p]
+    undeclared = "int8" if "int8" not in declared else "int4"
+    with pytest.raises(BadInput, match=f"unknown '{undeclared}'"):
+        RunConfig(precisions=[undeclared])
+
+    class LowBitEngine(Engine):  # an engine that declares it: the precision is valid from then on
+        name = "test-low-bit"
+        precisions = {"cpu": (undeclared,)}
+
+    monkeypatch.setitem(ENGINES, LowBitEngine.name, LowBitEngine)
+    assert RunConfig(precisions=[undeclared]).precisions == [undeclared]
+    probe = ("import sys; from infermeter.config import RunConfig; RunConfig(precisions=['fp32']); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'tensorflow', 'onnxruntime', "
+             "'openvino', 'tensorrt')))")
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.strip() == "[]"
+
+
+def test_both_readers_drop_a_torn_last_line_alike(tmp_path):
+    from infermeter.analysis.load import _read_results_csv
+    from infermeter.results.writer import ResultsCsv, read_results
+
+    csv_path = tmp_path / "results.csv"
+    ResultsCsv(csv_path).append({"cell_id": "a", "status": "ok", "batch_size": 1})
+    with open(csv_path, "a") as fh:
+        fh.write("b,half-writ")  # a crash mid-row
+    assert [r["cell_id"] for r in read_results(csv_path)] == ["a"]
+    assert list(_read_results_csv(csv_path)["cell_id"]) == ["a"]
+
+
+def test_one_line_errors():
+    from infermeter.errors import one_line
+
+    assert one_line(ValueError("first\n  second")) == "ValueError: first second"
+    assert one_line(KeyError()) == "KeyError"
+    assert one_line(RuntimeError("x" * 400), limit=20) == "RuntimeError: xxxxxx..."

@@ -18,7 +18,8 @@ from infermeter.parsing import (
 from infermeter.scenarios.registry import SCENARIOS
 
 DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "tf32", "fp16", "int8")
+#: how precisions are listed (widest first); which exist is what the registered engines declare
+PRECISION_ORDER = ("fp32", "tf32", "bf16", "fp16", "int8")
 IO_MODES = ("host", "device")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -103,9 +104,10 @@ class RunConfig:
                 raise BadInput(f"--scenario: unknown {s!r}; choose from {', '.join(SCENARIOS)}")
             if SCENARIOS[s].takes_qps and not self.target_qps:
                 raise BadInput(f"--scenario {s} needs --target-qps")
+        known = known_precisions() if self.precisions != ["auto"] else ()
         for p in self.precisions:
-            if p not in PRECISIONS + ("auto",):
-                raise BadInput(f"--precisions: unknown {p!r}; choose from {', '.join(PRECISIONS)}")
+            if p != "auto" and p not in known:
+                raise BadInput(f"--precisions: unknown {p!r}; choose from {', '.join(known)}")
         if self.io not in IO_MODES:
             raise BadInput(f"--io: unknown {self.io!r}; choose from {', '.join(IO_MODES)}")
         for name in ("batch_sizes", "streams"):
@@ -162,6 +164,16 @@ class RunConfig:
         if unknown:
             raise BadInput(f"config: unknown field(s) {', '.join(unknown)}")
         return cls(**data)
+
+
+def known_precisions() -> tuple[str, ...]:
+    """Every precision some registered engine declares on some device: a precision becomes valid when an
+    engine supports it. Engine modules import no framework, so this is cheap."""
+    from infermeter.engines import load_all
+
+    declared = {p for cls in load_all().values() for ps in cls.precisions.values() for p in ps}
+    rank = {p: i for i, p in enumerate(PRECISION_ORDER)}
+    return tuple(sorted(declared, key=lambda p: (rank.get(p, len(rank)), p)))
 
 
 def flags_of(f) -> list[str]:

@@ -1,4 +1,12 @@
-"""Error types whose meaning the command line maps to exit statuses."""
+"""Error types whose meaning the command line maps to exit statuses, and how an error reads in one line."""
+
+
+def one_line(e: BaseException, limit: int = 300) -> str:
+    """`Type: message` on one line (whitespace collapsed), cut at `limit` characters: for messages that
+    quote a library's error inside our own."""
+    message = " ".join(str(e).split())
+    text = f"{type(e).__name__}: {message}" if message else type(e).__name__
+    return text[:limit] + ("..." if len(text) > limit else "")
 
 
 class BadInput(Exception):

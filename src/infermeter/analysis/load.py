@@ -15,6 +15,7 @@ import pandas as pd
 
 from infermeter.errors import BadInput
 from infermeter.results.schema import CHECK, ENERGY, IDENTITY, MEMORY, TIMING
+from infermeter.results.writer import complete_lines
 
 # Columns that hold text (or true/false) in results.csv; every other schema column is numeric.
 TEXT_COLUMNS = {"run_id", "cell_id", "started_at", "model", "weights", "input_shape", "engine", "precision",
@@ -63,10 +64,7 @@ def _device_label(result_dir: Path, info: dict) -> str:
 
 
 def _read_results_csv(path: Path) -> pd.DataFrame:
-    text = path.read_text()
-    if text and not text.endswith("\n"):  # a torn last line left by a crash: drop it, as the writer does
-        text = text[: text.rfind("\n") + 1]
-    df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
+    df = pd.read_csv(io.StringIO(complete_lines(path)), dtype=str, keep_default_na=False, na_values=[""])
     for col in NUMERIC_COLUMNS:
         if col not in df.columns:
             df[col] = float("nan")

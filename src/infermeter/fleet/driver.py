@@ -19,7 +19,13 @@ from infermeter.errors import BadInput
 from infermeter.fleet import INSTALL_HINT, PER_CHOICES, RESOURCE_PREFIX
 from infermeter.fleet.devices import FleetDevice, discover, holders, select
 from infermeter.results.schema import normalise
-from infermeter.results.writer import ResultsCsv, atomic_write_bytes, atomic_write_json, clean_for_json
+from infermeter.results.writer import (
+    ResultsCsv,
+    atomic_write_bytes,
+    atomic_write_json,
+    clean_for_json,
+    read_results,
+)
 
 POLL_S = 0.25
 CHECK_NODES_S = 2.0
@@ -294,7 +300,7 @@ class Fleet:
                         ray.cancel(dr.ref, force=True)
         self.drain(queue, by_label)
         if self.cfg.json_path:
-            rows = [r for dr in self.runs for r in dr.csv.rows()]
+            rows = [r for dr in self.runs for r in read_results(dr.csv.path)]
             atomic_write_json(self.cfg.json_path, {"results_dir": str(self.model_dir),
                                                    "rows": [clean_for_json(r) for r in rows]})
         statuses = [dr.status or 0 for dr in self.runs]
@@ -302,7 +308,7 @@ class Fleet:
         return max(statuses + [1 if bad else 0])
 
     def folders(self) -> list[str]:
-        return [str(dr.folder) for dr in self.runs if dr.csv.path.exists() and dr.csv.rows()]
+        return [str(dr.folder) for dr in self.runs if dr.csv.path.exists() and read_results(dr.csv.path)]
 
 
 def run_fleet(cfg: RunConfig, opts: FleetOptions) -> tuple[int, Fleet]:

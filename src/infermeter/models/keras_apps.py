@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from infermeter.errors import BadInput
+from infermeter.errors import BadInput, one_line
 from infermeter.models.base import InputSpec, Model
 from infermeter.models.images import photo_pool
 from infermeter.models.reference import write_reference
@@ -56,11 +56,6 @@ def _hash_file_cached(path: str, mtime_ns: int, size: int) -> str:
     from infermeter.artifacts import hash_path
 
     return hash_path(path)
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:200] if text else ''}"
 
 
 class KerasApplication(Model):
@@ -273,7 +268,7 @@ def load_weights_file(model, path: Path, model_name: str) -> None:
     try:
         model.load_weights(str(p))
     except Exception as e:  # keras raises ValueError/OSError/KeyError for mismatched or corrupt files
-        raise BadInput(f"--weights: cannot load {str(p)!r} into {model_name} ({_one_line(e)})") from None
+        raise BadInput(f"--weights: cannot load {str(p)!r} into {model_name} ({one_line(e)})") from None
 
 
 def calibrate_synthetic(model, images: np.ndarray) -> None:
@@ -332,7 +327,7 @@ def reference_outputs(keras_model, inputs: dict[str, np.ndarray]) -> tuple[np.nd
         return out, "float64", "keras model cloned under dtype policy float64 with the same weights"
     except Exception as e:  # an op without a float64 kernel: say so, and use the float32 model
         out = np.asarray(keras_model(feed, training=False), dtype=np.float64)
-        return out, "float32", f"float64 clone failed ({_one_line(e)}); reference computed in float32"
+        return out, "float32", f"float64 clone failed ({one_line(e)}); reference computed in float32"
 
 
 def export_savedmodel(keras_model, path: Path, specs: list[InputSpec]) -> None:
@@ -357,7 +352,7 @@ class _Collect(logging.Handler):
 
     def emit(self, record):
         exc = record.exc_info[1] if record.exc_info else None
-        self.messages.append(record.getMessage() + (f" ({_one_line(exc)})" if exc else ""))
+        self.messages.append(record.getMessage() + (f" ({one_line(exc)})" if exc else ""))
 
 
 def export_onnx(keras_model, path: Path, specs: list[InputSpec], opset: int = ONNX_OPSET) -> list[str]:

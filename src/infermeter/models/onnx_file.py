@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from infermeter.check import assert_informative
-from infermeter.errors import BadInput
+from infermeter.errors import BadInput, one_line
 from infermeter.models.base import InputSpec, Model, ModelOptions
 from infermeter.models.reference import random_item, write_reference
 
@@ -38,17 +38,12 @@ def read_onnx_graph(path: Path):
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf DecodeError and friends: the file is not an ONNX model
-        raise BadInput(f"ONNX file {path}: cannot be read as ONNX ({type(e).__name__}: {_one_line(e)})") from None
+        raise BadInput(f"ONNX file {path}: cannot be read as ONNX ({one_line(e)})") from None
     try:
         onnx.checker.check_model(str(path))  # by path: also checks external data and >2 GB models
     except Exception as e:
-        raise BadInput(f"ONNX file {path}: fails onnx.checker ({_one_line(e)})") from None
+        raise BadInput(f"ONNX file {path}: fails onnx.checker ({one_line(e)})") from None
     return proto
-
-
-def _one_line(e: Exception) -> str:
-    text = " ".join(str(e).split())
-    return text[:300] + ("..." if len(text) > 300 else "")
 
 
 def _graph_inputs(proto) -> list[tuple[str, str, list[int | str]]]:

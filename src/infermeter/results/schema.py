@@ -23,8 +23,6 @@ STATUS = ["status", "error"]
 
 FIELDS: list[str] = IDENTITY + TIMING + ENERGY + MEMORY + CHECK + STATUS
 
-STATUSES = ("ok", "mismatch", "failed", "skipped")
-
 
 def empty_row() -> dict:
     return dict.fromkeys(FIELDS)

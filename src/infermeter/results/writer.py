@@ -137,8 +137,11 @@ class ResultsCsv:
         csv.writer(buf, lineterminator="\n").writerow([_cell(row[f]) for f in FIELDS])
         self._append_line(buf.getvalue())
 
-    def rows(self) -> list[dict]:
-        return read_results(self.path)
+
+def complete_lines(path) -> str:
+    """A results file's text without a torn last line (one a crash left half-written): what readers parse."""
+    text = Path(path).read_text()
+    return text[: text.rfind("\n") + 1] if text and not text.endswith("\n") else text
 
 
 def read_results(path) -> list[dict]:
@@ -146,8 +149,5 @@ def read_results(path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
-    text = path.read_text()
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(io.StringIO(complete_lines(path)))
     return [{k: (v if v != "" else None) for k, v in r.items()} for r in reader]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from infermeter.device import DeviceInfo
 from infermeter.telemetry import energy as ea
@@ -32,7 +32,6 @@ RAPL_MIN_INTERVAL_S = 0.01  # RAPL updates about every millisecond: shorter span
 class CellTelemetry:
     row: dict                                   # schema ENERGY + MEMORY fields (energy_pass is the worker's)
     trace: list[dict]                           # TRACE_COLUMNS per sample, time_s relative to t0
-    notes: list[str] = field(default_factory=list)  # what could not be read, and why
 
 
 def _max(values) -> float | None:
@@ -188,7 +187,7 @@ class Monitor:
         if len(samples) < 2:
             notes.append(f"only {len(samples)} sample(s) in the cell: sampler reads failed")
         row["telemetry_notes"] = "; ".join(notes) or None
-        return CellTelemetry(row, self._trace(samples, t0, t1), notes)
+        return CellTelemetry(row, self._trace(samples, t0, t1))
 
     def _energy(self, samples, c_start, c_end, t0, t1, notes):
         """(energy_j, window_s, energy_source, trace_vs_counter_rel) for the cell."""
