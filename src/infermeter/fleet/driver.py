@@ -7,6 +7,7 @@ another node holding the same device, or become `failed` rows naming the lost no
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -81,6 +82,19 @@ def model_folder_name(cfg: RunConfig) -> str:
     return safe_name(resolve_model(cfg.model, model_options(cfg, (cfg.input_shapes or [None])[0])).name)
 
 
+@contextlib.contextmanager
+def quiet_stderr():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def connect(ray, address: str, cfg: RunConfig) -> None:
     import logging
 
@@ -102,9 +116,9 @@ def connect(ray, address: str, cfg: RunConfig) -> None:
         except OSError as e:
             raise BadInput(f"--address {address}: no Ray cluster answers there ({e.strerror or e}); start one with "
                            "`ray start --head`, or use --address local") from None
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")  # Ray's per-retry warnings are not for the user
     try:
-        ray.init(address=address, **common)
+        with quiet_stderr():  # Ray's C++ client logs each retry to stderr; the outcome is said in one line
+            ray.init(address=address, **common)
     except (ConnectionError, RuntimeError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BadInput(f"--address {address}: cannot join a Ray cluster ({first})") from None
