@@ -16,17 +16,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from infermeter.config import RunConfig
-from infermeter.errors import BadInput
+from infermeter.errors import BadInput, StopSweep
 from infermeter.fleet import INSTALL_HINT, PER_CHOICES, RESOURCE_PREFIX
 from infermeter.fleet.devices import FleetDevice, discover, holders, select
-from infermeter.results.schema import normalise
-from infermeter.results.writer import (
-    ResultsCsv,
-    atomic_write_bytes,
-    atomic_write_json,
-    clean_for_json,
-    read_results,
-)
+from infermeter.results.folder import ResultsFolder
+from infermeter.results.writer import atomic_write_bytes, atomic_write_json, clean_for_json, read_results
 
 POLL_S = 0.25
 CHECK_NODES_S = 2.0
@@ -47,11 +41,10 @@ class FleetOptions:
 
 @dataclass
 class DeviceRun:
-    """One device of the fleet: its folder on the caller, what is done, where its task runs now."""
+    """One device of the fleet: its results folder on the caller, what is done, where its task runs now."""
 
     dev: FleetDevice
-    folder: Path
-    csv: ResultsCsv
+    folder: ResultsFolder
     skip: set[str]                                     # finished before this fleet run (--resume)
     planned: dict[str, dict] = field(default_factory=dict)  # cell id -> identity of the row
     written: dict[str, str] = field(default_factory=dict)   # cell id -> status, rows written by this run
@@ -60,6 +53,7 @@ class DeviceRun:
     attempts: int = 0
     ref: object = None
     status: int | None = None
+    run_doc: dict | None = None
     run_text: str | None = None
 
     def remaining(self) -> list[str]:
@@ -147,33 +141,24 @@ class Fleet:
 
     def write_row(self, dr: DeviceRun, row: dict, files: dict[str, bytes] | None = None) -> None:
         for rel, data in (files or {}).items():
-            atomic_write_bytes(dr.folder / rel, data)  # a row in results.csv always has its files
-        row = normalise(row)
-        dr.csv.append(row)
+            atomic_write_bytes(dr.folder.out_dir / rel, data)  # a row in results.csv always has its files
+        row = dr.folder.write_row(row)
         dr.written[row["cell_id"]] = row["status"]
         tput = row.get("throughput_items_s")
         self.say(f"{dr.dev.label}: {row['engine']} {row['precision']} {row['scenario']} b{row['batch_size']} "
                  f"{row['status']}" + (f" {float(tput):,.1f} items/s" if tput not in (None, "") else "")
                  + (f" ({row['error']})" if row.get("error") and row["status"] != "ok" else ""))
 
-    def write_run_json(self, dr: DeviceRun, text: str | None, final: bool = False) -> None:
-        if text is None or (text == dr.run_text and not final):
+    def write_run_json(self, dr: DeviceRun, text: str | None = None) -> None:
+        """The node's run.json (its fingerprint, engines, telemetry), with where the fleet ran it."""
+        if text is not None:
+            dr.run_doc = json.loads(text)
+        if dr.run_doc is None:
             return
-        dr.run_text = text
-        doc = json.loads(text)
-        path = dr.folder / "run.json"
-        if path.exists():
-            try:
-                old = json.loads(path.read_text())
-                if old.get("run_id") != doc.get("run_id"):
-                    doc["previous_runs"] = (old.get("previous_runs", []) + [
-                        {k: old.get(k) for k in ("run_id", "created_at", "command")}])[-20:]
-            except (ValueError, OSError):
-                pass
-        doc["command"] = self.cfg.command or doc.get("command")
-        doc["fleet"] = {"address": self.opts.address, "per": self.opts.per, "device": asdict(dr.dev),
-                        "node": dr.node, "lost_nodes": dr.lost}
-        atomic_write_json(path, doc)
+        dr.folder.run_id = dr.run_doc.get("run_id", dr.folder.run_id)  # each attempt is a run of its own
+        dr.folder.write_run_json({**dr.run_doc, "command": self.cfg.command or dr.run_doc.get("command"),
+                                  "fleet": {"address": self.opts.address, "per": self.opts.per,
+                                            "device": asdict(dr.dev), "node": dr.node, "lost_nodes": dr.lost}})
 
     def fail_remaining(self, dr: DeviceRun, why: str) -> None:
         for cid in dr.remaining():
@@ -221,12 +206,14 @@ class Fleet:
                     dr.node = {k: payload[k] for k in ("node_id", "host", "pid", "nice")}
                     dr.planned.update(payload["cells"])
                 elif kind == "row":
-                    self.write_run_json(dr, payload.get("run"))
+                    if payload.get("run") and payload["run"] != dr.run_text:  # a new attempt, or news
+                        dr.run_text = payload["run"]
+                        self.write_run_json(dr, payload["run"])
                     self.write_row(dr, payload["row"], payload["files"])
                 elif kind == "done":
                     for rel, data in payload["files"].items():
-                        atomic_write_bytes(dr.folder / rel, data)
-                    self.write_run_json(dr, payload["run"], final=True)
+                        atomic_write_bytes(dr.folder.out_dir / rel, data)
+                    self.write_run_json(dr, payload["run"])
 
     def lost(self, ray, dr: DeviceRun, error: Exception, queue) -> None:
         """The device's task died with its node (or could not be placed): move it or fail what is left."""
@@ -234,7 +221,7 @@ class Fleet:
         where = f"node {node.get('host', '?')} ({node.get('node_id', '?')[:8]})" if node else "its node"
         if node:
             dr.lost.append(node["node_id"])
-            self.write_run_json(dr, dr.run_text, final=True)  # run.json names the lost node
+            self.write_run_json(dr)  # run.json names the lost node
         others = holders(ray.nodes(), dr.dev, exclude=set(dr.lost))
         kind = type(error).__name__
         if others and dr.attempts < MAX_ATTEMPTS:
@@ -261,17 +248,10 @@ class Fleet:
         from ray.util.queue import Queue
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        from infermeter.results.folder import finished_cells
-
         devices = select(discover(ray.nodes(), self.opts.per, self.cfg.device), self.opts.devices)
         for dev in devices:
-            folder = self.model_dir / dev.folder
-            try:
-                csv = ResultsCsv(folder / "results.csv")
-            except OSError as e:
-                raise BadInput(f"results folder {folder} cannot be written: {e.strerror or e}") from None
-            skip = finished_cells(csv.path) if self.cfg.resume else set()
-            self.runs.append(DeviceRun(dev, folder, csv, skip))
+            folder = ResultsFolder(self.model_dir / dev.folder, run_id="")
+            self.runs.append(DeviceRun(dev, folder, folder.open(self.cfg.resume)))
         self.say(f"fleet: {len(devices)} device(s): {', '.join(d.label for d in devices)}")
         here = ray.get_runtime_context().get_node_id()  # the queue lives where the files are written
         queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(here, False)})
@@ -314,7 +294,7 @@ class Fleet:
                         ray.cancel(dr.ref, force=True)
         self.drain(queue, by_label)
         if self.cfg.json_path:
-            rows = [r for dr in self.runs for r in read_results(dr.csv.path)]
+            rows = [r for dr in self.runs for r in read_results(dr.folder.csv.path)]
             atomic_write_json(self.cfg.json_path, {"results_dir": str(self.model_dir),
                                                    "rows": [clean_for_json(r) for r in rows]})
         statuses = [dr.status or 0 for dr in self.runs]
@@ -322,13 +302,16 @@ class Fleet:
         return max(statuses + [1 if bad else 0])
 
     def folders(self) -> list[str]:
-        return [str(dr.folder) for dr in self.runs if dr.csv.path.exists() and read_results(dr.csv.path)]
+        return [str(dr.folder.out_dir) for dr in self.runs if read_results(dr.folder.csv.path)]
 
 
 def run_fleet(cfg: RunConfig, opts: FleetOptions) -> tuple[int, Fleet]:
     """Python API and `infermeter fleet`: sweep every device, then compare and report over their folders."""
     fleet = Fleet(cfg, opts)
-    status = fleet.run()
+    try:
+        status = fleet.run()
+    except StopSweep as e:  # the caller's disk is full: finished rows are intact
+        raise BadInput(str(e)) from None
     folders = fleet.folders()
     if folders and opts.report:
         from infermeter.analysis.compare import compare_main
