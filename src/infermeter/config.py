@@ -20,6 +20,8 @@ from infermeter.scenarios.registry import SCENARIOS
 DEVICES = ("auto", "cpu", "cuda")
 #: how precisions are listed (widest first); which exist is what the registered engines declare
 PRECISION_ORDER = ("fp32", "tf32", "bf16", "fp16", "int8")
+# what --precisions auto leaves out: bf16 and int8 (int8 builds calibrated artifacts) run only when asked
+NOT_AUTO = ("bf16", "int8")
 IO_MODES = ("host", "device")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
@@ -37,8 +39,8 @@ def _help(text: str, *, flag: str | None = None, aliases: tuple[str, ...] = (), 
 class RunConfig:
     model: str = _help("model name, path to an .onnx file, or a model folder", positional=True, default="mobilenet_v3_large")
     engines: list[str] = _help("engine names (comma list), or all: every engine available here", default_factory=lambda: ["all"])
-    precisions: list[str] = _help("precisions (comma list, e.g. fp32,fp16); auto: every precision each engine "
-                                  "supports on the device",
+    precisions: list[str] = _help("precisions (comma list, e.g. fp32,fp16,bf16,int8); auto: every precision each "
+                                  "engine supports on the device except bf16 and int8",
                                   default_factory=lambda: ["auto"])
     device: str = _help("cpu, cuda, or auto (cuda when a GPU is visible)", choices=DEVICES, default="auto")
     gpu_id: int | list[int] | str | None = _help(
@@ -85,6 +87,10 @@ class RunConfig:
                      choices=IO_MODES, default="host")
     loadgen: bool = _help("drive the scenario through mlcommons-loadgen", default=False)
     check_samples: int = _help("distinct inputs for the correctness gate", default=8)
+    calibration_items: int = _help("int8: real inputs to calibrate quantization on (disjoint from the check inputs)",
+                                   default=64)
+    heldout_items: int = _help("int8/bf16: held-out real inputs for top-1 agreement and SNR against fp32",
+                               default=256)
     worker_memory_limit_mb: int | None = _help("address-space limit for each worker (CPU runs only: CUDA "
                                                "reserves more address space than any sane limit)", default=None)
     compile_mode: str | None = _help("torch.compile mode (default: max-autotune on cuda, default on cpu)",
@@ -140,6 +146,9 @@ class RunConfig:
                            "(NVML's readings do not update faster)")
         if self.seq_len <= 0:
             raise BadInput(f"--seq-len: must be positive, got {self.seq_len}")
+        for name in ("calibration_items", "heldout_items"):
+            if getattr(self, name) < 1:
+                raise BadInput(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(self, name)}")
         if self.check_samples < 2:
             raise BadInput("--check-samples: at least 2 distinct inputs are needed to prove the reference informative")
         if self.num_threads is not None and self.num_threads <= 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from infermeter.config import RunConfig
+from infermeter.config import NOT_AUTO, RunConfig
 from infermeter.errors import BadInput
 from infermeter.parsing import safe_name
 from infermeter.scenarios.registry import SCENARIOS
@@ -82,7 +82,8 @@ def plan(cfg: RunConfig, models: list, device_kind: str) -> list[Group]:
             cls = registered[name]
             ok, why = cls.available()
             declared = cls.precisions.get(device_kind, ())
-            precisions = list(declared) if cfg.precisions == ["auto"] else list(cfg.precisions)
+            auto = [p for p in declared if p not in NOT_AUTO]
+            precisions = auto if cfg.precisions == ["auto"] else list(cfg.precisions)
             if not precisions:  # engine has nothing for this device: one skipped group says why
                 precisions = ["fp32"]
             for p in precisions:

@@ -21,7 +21,7 @@ from infermeter.plan import Cell, Group, engine_key, plan
 from infermeter.protocol import BadInputFound, CellRow, DiskFull, GroupFailed, Info, Message, WorkerJob
 from infermeter.results.folder import ResultsFolder
 from infermeter.results.metadata import fingerprint
-from infermeter.results.schema import empty_row
+from infermeter.results.schema import ACCURACY, CHECK, empty_row
 from infermeter.supervisor import WorkerSupervisor
 
 
@@ -94,7 +94,7 @@ class Sweep:
         row["status"] = "failed"
         check = self.info["engines"].get(engine_key(group.engine, group.precision, group.model.shape_tag()), {})
         if check.get("check"):  # the session passed its gate before the cell died
-            row.update({k: check["check"].get(k) for k in ("max_abs_err", "rel_err", "top1_agreement", "check_status")})
+            row.update({k: check["check"].get(k) for k in CHECK + ACCURACY})
         return row
 
     # ---- workers ------------------------------------------------------------------------------

@@ -150,6 +150,20 @@ def _check(engine, model, store, precision: str, batch_sizes: list[int], first_m
     return compare(ref, np.concatenate(outs, axis=0), precision, model.task)
 
 
+REDUCED_PRECISIONS = ("bf16", "int8")  # rows that carry top-1 agreement and SNR against fp32 on held-out inputs
+
+
+def _heldout(engine, model, store, cfg, max_batch: int) -> dict:
+    """Agreement with fp32 over the held-out inputs (neither calibration nor check inputs)."""
+    from infermeter.quantization import heldout_accuracy, input_sets
+
+    _, held = input_sets(model, cfg.calibration_items, cfg.heldout_items)
+    facts = heldout_accuracy(engine, model, store, held, max_batch)
+    engine.info["heldout_set"] = {"items": len(held), "sha256": held.sha256,
+                                  "fp32_outputs": "onnxruntime CPU execution provider on model.onnx"}
+    return facts
+
+
 def run_engine_group(job: WorkerJob, send) -> None:
     from infermeter.artifacts import ArtifactStore
     from infermeter.engines import EngineContext, EngineOptions, get_engine
@@ -173,6 +187,8 @@ def run_engine_group(job: WorkerJob, send) -> None:
         engine.load_s = prepare_s
     first_ms: dict[int, float] = {}  # cold first call per batch size, wherever it happens
     check = _check(engine, model, store, precision, sorted({c.batch_size for c in cells}), first_ms)
+    if precision in REDUCED_PRECISIONS:
+        check.heldout = _heldout(engine, model, store, cfg, max_batch)
 
     monitor = open_monitor(dev, cfg.power_interval_ms, os.getpid())
     try:

@@ -14,14 +14,14 @@ from pathlib import Path
 import pandas as pd
 
 from infermeter.errors import BadInput
-from infermeter.results.schema import CHECK, ENERGY, IDENTITY, MEMORY, TIMING
+from infermeter.results.schema import ACCURACY, CHECK, ENERGY, IDENTITY, MEMORY, TIMING
 from infermeter.results.writer import complete_lines
 
 # Columns that hold text (or true/false) in results.csv; every other schema column is numeric.
 TEXT_COLUMNS = {"run_id", "cell_id", "started_at", "model", "weights", "input_shape", "engine", "precision",
                 "device", "device_name", "parallel_gpus", "scenario", "io", "driver", "latency_bound_met", "energy_pass",
                 "power_field", "throttle_reasons", "energy_source", "check_status", "status", "error"}
-NUMERIC_COLUMNS = [c for c in IDENTITY + TIMING + ENERGY + MEMORY + CHECK if c not in TEXT_COLUMNS]
+NUMERIC_COLUMNS = [c for c in IDENTITY + TIMING + ENERGY + MEMORY + CHECK + ACCURACY if c not in TEXT_COLUMNS]
 
 PathLike = str | Path
 

@@ -57,10 +57,14 @@ class EngineOptions:
     streams: int = 1
     #: torch-compile: torch.compile's mode, --compile-mode (None: max-autotune on cuda, default on the CPU)
     compile_mode: str | None = None
+    #: int8: how many calibration inputs quantization takes, --calibration-items
+    calibration_items: int = 64
 
     def __post_init__(self) -> None:
         if not isinstance(self.streams, int) or self.streams <= 0:
             raise ValueError(f"streams must be a positive integer, got {self.streams!r}")
+        if not isinstance(self.calibration_items, int) or self.calibration_items <= 0:
+            raise ValueError(f"calibration_items must be a positive integer, got {self.calibration_items!r}")
 
     @classmethod
     def from_config(cls, cfg, **given) -> EngineOptions:
@@ -97,6 +101,8 @@ class Engine:
     sources: ClassVar[tuple[str, ...]] = ("onnx",)
     #: Python modules it needs
     requires: ClassVar[tuple[str, ...]] = ()
+    #: precision -> why this engine has no path for it (the skipped row's reason)
+    no_path: ClassVar[dict[str, str]] = {}
 
     def __init__(self, ctx: EngineContext):
         self.ctx = ctx
@@ -121,7 +127,8 @@ class Engine:
         if device not in cls.precisions:
             return False, f"{cls.name} does not run on {device}"
         if precision not in cls.precisions[device]:
-            return False, f"{cls.name} has no {precision} on {device}"
+            return False, f"{cls.name} has no {precision} on {device}" + (
+                f": {cls.no_path[precision]}" if precision in cls.no_path else "")
         if not set(model.sources) & set(cls.sources):
             return False, f"{cls.name} takes {'/'.join(cls.sources)} models; {model.name} is {'/'.join(model.sources)}"
         if device == "cuda":

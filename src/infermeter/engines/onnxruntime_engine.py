@@ -3,7 +3,8 @@
 
 fp16 on the CUDA EP runs a converted copy of the graph (float16 weights and compute, float32 inputs and
 outputs), built once into the artifact store as model_fp16.onnx; the TensorRT EP builds its own fp16
-engine from the float32 graph (trt_fp16_enable).
+engine from the float32 graph (trt_fp16_enable). int8 on the CPU runs the static QDQ graph that
+onnxruntime.quantization makes from the shared calibration set (quantization.py).
 
 Math mode (engines/math_mode.py): the CUDA EP gets use_tf32=0 for fp32 (1 for tf32) and
 cudnn_conv_algo_search=EXHAUSTIVE, read back from the session into run.json. The TensorRT EP has no
@@ -13,6 +14,7 @@ TF32 option, so TensorRT's default (TF32 on) applies: `onnxruntime-trt` offers t
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,9 +37,11 @@ GPU_PACKAGE_HINT = ("install onnxruntime-gpu alone (`pip uninstall onnxruntime` 
 class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
     family = "onnxruntime"
-    precisions = {"cpu": ("fp32",), "cuda": ("fp32", "tf32", "fp16")}
+    precisions = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "tf32", "fp16")}
     sources = ("onnx",)
     requires = ("onnxruntime",)
+    no_path = {"bf16": "ONNX Runtime has no bf16 conversion of a graph and its CPU/CUDA providers few bf16 kernels",
+               "int8": "the QDQ int8 graph runs on NVIDIA GPUs through the tensorrt engine (explicit quantization)"}
     #: the execution provider that must be active on cuda
     gpu_provider = "CUDAExecutionProvider"
 
@@ -65,6 +69,13 @@ class OnnxRuntimeEngine(Engine):
         src = onnx_path_of(artifacts)
         self.build_s = 0.0
         use_trt = self.ctx.device == "cuda" and self.gpu_provider == "TensorrtExecutionProvider"
+        if precision == "int8":
+            from infermeter.quantization import QDQ_SETTINGS, calibration_set, qdq_onnx, quantization_facts
+
+            calib = calibration_set(model, self.ctx.options.calibration_items)
+            src, built = qdq_onnx(model, artifacts, calib)
+            self.build_s = artifacts.built[Path(src).name] if built else 0.0
+            self.info.update(quantization_facts(calib, "onnxruntime.quantization.quantize_static", **QDQ_SETTINGS))
         if precision == "fp16" and not use_trt:  # the TensorRT EP makes its own fp16 engine from the fp32 graph
             cached = artifacts.get(FP16_ARTIFACT) is not None
             fp32_src = src

@@ -6,6 +6,11 @@ NUM_STREAMS=n, each client owning its own InferRequest. `prepare` compiles for c
 (default 1) and `make_clients(n)` recompiles only when n differs, so a worker that passes the hint
 never pays a second compilation (a recompilation's time is recorded in info["recompile_s"]).
 
+int8: NNCF post-training quantization (nncf.quantize) of the fp32 IR on the shared calibration set,
+cached as its own IR folder (name carries the calibration set's hash); compiled with inference precision
+f32, so the layers NNCF left unquantized stay fp32. bf16: the inference_precision hint, only where the
+CPU reports BF16 in OPTIMIZATION_CAPABILITIES.
+
 On "cuda" OpenVINO runs only through the NVIDIA plugin of openvino_contrib (device "NVIDIA"); its
 "GPU" plugin drives Intel GPUs and would measure a different device than the one named.
 """
@@ -17,12 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from infermeter.engines.base import Engine, Stopwatch, register_engine
+from infermeter.engines.base import Engine, Stopwatch, modules_missing, register_engine
 from infermeter.engines.onnx_common import feed_names, onnx_path_of
 
 IR_ARTIFACT = "openvino_ir"  # a folder: model.xml + model.bin, float32 weights
 OV_DEVICE = {"cpu": "CPU", "cuda": "NVIDIA"}
-OV_PRECISION = {"fp32": "f32", "fp16": "f16"}  # attribute names of openvino.Type
+# attribute names of openvino.Type; an int8 IR runs its quantized layers in int8 and the rest in f32
+OV_PRECISION = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}
+NNCF_PRESET = "PERFORMANCE"  # symmetric weights and activations: the preset NNCF recommends for CPU speed
 
 
 THROUGHPUT_AUTO = 0  # _compile(streams=0): THROUGHPUT hint, streams chosen by OpenVINO
@@ -47,13 +54,42 @@ def _save_ir(onnx_path: str, folder) -> None:
     ov.save_model(ov.Core().read_model(onnx_path), str(folder / "model.xml"), compress_to_fp16=False)
 
 
+def _quantize_ir(ir_dir, calib, feed: dict[str, str], transformer: bool, folder) -> None:
+    """NNCF post-training quantization of the fp32 IR on the calibration items (one item per sample)."""
+    import nncf
+    import openvino as ov
+
+    ov_model = ov.Core().read_model(str(ir_dir / "model.xml"))
+    dataset = nncf.Dataset(list(calib.items), lambda item: {g: item[k] for g, k in feed.items()})
+    kw = {"model_type": nncf.ModelType.TRANSFORMER} if transformer else {}
+    quantized = nncf.quantize(ov_model, dataset, subset_size=len(calib),
+                              preset=getattr(nncf.QuantizationPreset, NNCF_PRESET), **kw)
+    folder.mkdir(parents=True)
+    ov.save_model(quantized, str(folder / "model.xml"), compress_to_fp16=False)
+
+
+def _int8_layers(compiled) -> int:
+    """Convolutions and matrix products the compiled model runs in int8 (runtime precision i8/u8), read
+    from its execution graph."""
+    count = 0
+    for op in compiled.get_runtime_model().get_ops():
+        rt = op.get_rt_info()
+        if "layerType" not in rt or "runtimePrecision" not in rt:
+            continue
+        if rt["layerType"].astype(str) in ("Convolution", "FullyConnected", "MatMul", "Deconvolution") and \
+                rt["runtimePrecision"].astype(str).lower() in ("i8", "u8"):
+            count += 1
+    return count
+
+
 @register_engine
 class OpenVinoEngine(Engine):
     name = "openvino"
     family = "openvino"
-    precisions = {"cpu": ("fp32", "fp16"), "cuda": ("fp32", "fp16")}
+    precisions = {"cpu": ("fp32", "fp16", "bf16", "int8"), "cuda": ("fp32", "fp16")}
     sources = ("onnx",)
     requires = ("openvino",)
+    no_path = {"int8": "infermeter quantizes for OpenVINO's CPU plugin only"}
 
     @classmethod
     def supports(cls, model, precision: str, device: str) -> tuple[bool, str]:
@@ -70,8 +106,11 @@ class OpenVinoEngine(Engine):
                 return False, ("OpenVINO has no NVIDIA device here (its 'GPU' plugin is for Intel GPUs; the NVIDIA "
                                "plugin from openvino_contrib is not installed)")
             return False, f"OpenVINO reports no {ov_device} device"
-        if precision == "fp16" and ov_device == "CPU" and "FP16" not in caps:
-            return False, f"this CPU does not report FP16 in OPTIMIZATION_CAPABILITIES ({', '.join(caps)})"
+        needs = {"fp16": "FP16", "bf16": "BF16", "int8": "INT8"}.get(precision)
+        if needs and ov_device == "CPU" and needs not in caps:
+            return False, f"this CPU does not report {needs} in OPTIMIZATION_CAPABILITIES ({', '.join(caps)})"
+        if precision == "int8" and modules_missing("nncf"):
+            return False, "not installed: nncf (OpenVINO's post-training quantization; the openvino extra has it)"
         return True, ""
 
     # ---- session --------------------------------------------------------------------------------
@@ -82,6 +121,22 @@ class OpenVinoEngine(Engine):
         cached = artifacts.get(IR_ARTIFACT) is not None
         ir_dir = artifacts.build(IR_ARTIFACT, lambda tmp: _save_ir(onnx_path, tmp))
         self.build_s = 0.0 if cached else artifacts.built[IR_ARTIFACT]
+        if precision == "int8":
+            import nncf
+
+            from infermeter.quantization import calibration_set, quantization_facts
+
+            calib = calibration_set(model, self.ctx.options.calibration_items)
+            name = f"openvino_int8_nncf_{NNCF_PRESET.lower()}_{calib.sha256[:16]}"
+            fp32_ir = ir_dir
+            feed = feed_names([p.get_any_name() for p in ov.Core().read_model(str(fp32_ir / "model.xml")).inputs],
+                              model)
+            cached = artifacts.get(name) is not None
+            ir_dir = artifacts.build(name, lambda tmp: _quantize_ir(fp32_ir, calib, feed, model.transformer, tmp))
+            self.build_s += 0.0 if cached else artifacts.built[name]
+            self.info.update(quantization_facts(calib, f"nncf.quantize {nncf.__version__}", preset=NNCF_PRESET,
+                                                subset_size=len(calib), model_type="TRANSFORMER" if model.transformer
+                                                else "default"))
 
         with Stopwatch() as sw:
             self.core = ov.Core()
@@ -137,6 +192,11 @@ class OpenVinoEngine(Engine):
         got = self.compiled.get_property(hints.inference_precision)
         if got != getattr(ov.Type, OV_PRECISION[self.precision]):  # the CPU may quietly choose another type
             raise RuntimeError(f"OpenVINO compiled for {got} although {self.precision} was asked")
+        if self.precision == "int8":
+            layers = _int8_layers(self.compiled)
+            if not layers:  # quantization that the plugin ignored would measure fp32 under an int8 label
+                raise RuntimeError("the compiled int8 model runs no layer in int8")
+            self.info["int8_layers"] = layers
         self.info.update({"performance_hint": str(self.compiled.get_property(hints.performance_mode)),
                           "num_streams": int(self.compiled.get_property(props.streams.num)),
                           "inference_num_threads": int(self.compiled.get_property(props.inference_num_threads)),

@@ -4,6 +4,11 @@ The module is the model's own torch source when it has one (`model.load_torch`),
 export converted by onnx2torch (that conversion is `build_s`). Inputs are passed positionally in the
 order of the module's forward parameters when they carry the input names, else in ONNX/spec order.
 
+bf16 runs the fp32 module under torch.autocast(bfloat16) on the CPU and the GPU (torch and
+torch-compile). int8 (torch-compile on the CPU): PT2E quantization with the X86InductorQuantizer on the
+shared calibration set (torchao.quantization.pt2e where installed, else torch.ao.quantization in older
+torch), then torch.compile with Inductor freezing, the path torch documents for x86 int8 inference.
+
 On CUDA the module lives on cuda:0 (the worker sets CUDA_VISIBLE_DEVICES). `stage` gives resident
 device tensors with --io device, else pinned host tensors that `infer` copies inside the timed call.
 `infer` returns host numpy arrays after the device is synchronised.
@@ -11,6 +16,7 @@ device tensors with --io device, else pinned host tensors that `infer` copies in
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.metadata
 import importlib.util
@@ -75,11 +81,39 @@ def set_torch_math(torch, precision: str, cuda: bool) -> dict:
                                                     f"{torch.backends.cudnn.benchmark})"}
 
 
+def pt2e_api():
+    """(prepare_pt2e, convert_pt2e, x86_inductor_quantizer module, where from): torchao's maintained copy,
+    else the one torch itself shipped before 2.14."""
+    try:
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        return prepare_pt2e, convert_pt2e, xiq, f"torchao {importlib.metadata.version('torchao')}"
+    except ImportError:
+        import torch
+        import torch.ao.quantization.quantizer.x86_inductor_quantizer as xiq
+        from torch.ao.quantization.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        return prepare_pt2e, convert_pt2e, xiq, f"torch.ao {torch.__version__}"
+
+
+def pt2e_missing() -> str:
+    """Why PT2E int8 cannot run here ('' when it can), without importing torch."""
+    if not modules_missing("torchao"):
+        return ""
+    torch_dir = importlib.util.find_spec("torch")
+    if torch_dir and torch_dir.submodule_search_locations and \
+            (Path(next(iter(torch_dir.submodule_search_locations))) / "ao/quantization/quantize_pt2e.py").exists():
+        return ""
+    return "not installed: torchao (PT2E quantization moved out of torch 2.14; the torch extra has it)"
+
+
 class _TorchEngineBase(Engine):
     family = "torch"
-    precisions = {"cpu": ("fp32",), "cuda": ("fp32", "tf32", "fp16")}
+    precisions = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "tf32", "fp16", "bf16")}
     sources = ("torch", "onnx")
     requires = ("torch",)
+    no_path = {"int8": "torch's int8 path is PT2E + Inductor: use the torch-compile engine"}
 
     @classmethod
     def supports(cls, model, precision: str, device: str) -> tuple[bool, str]:
@@ -102,6 +136,7 @@ class _TorchEngineBase(Engine):
             raise RuntimeError("torch.cuda.is_available() is False although a CUDA device was chosen")
         self.device = torch.device("cuda:0" if self.ctx.device == "cuda" else "cpu")
         self.half = precision == "fp16"
+        self.precision = precision
         self.info.update(set_torch_math(torch, precision, self.device.type == "cuda"))
         self.build_s = 0.0
 
@@ -118,6 +153,7 @@ class _TorchEngineBase(Engine):
                 with Stopwatch() as conv:
                     module = onnx2torch.convert(onnx_path)
                     self.info["reshapes_folded"] = fold_constant_reshapes(module)
+                    self.info["pads_folded"] = fold_constant_pads(module)
                 self.build_s = conv.s
                 # positional in ONNX graph order, each taken from the input dict under the model's name for it
                 self.arg_names = list(feed_names(onnx_input_names(onnx_path), model).values())
@@ -141,6 +177,7 @@ class _TorchEngineBase(Engine):
         self.info.update({"torch_version": torch.__version__, "source": source, "device": str(self.device),
                           "num_threads": torch.get_num_threads(), "precision": precision,
                           "input_order": list(self.arg_names), "io": self.ctx.io,
+                          "autocast": "bfloat16" if precision == "bf16" else None,
                           "clients": "one CUDA stream per client" if self.device.type == "cuda"
                           else "clients share infer (intra-op threads are global)"})
 
@@ -157,6 +194,14 @@ class _TorchEngineBase(Engine):
 
     def _build_callable(self, module, example_args: tuple):
         return module
+
+    def _autocast(self):
+        """bf16: torch.autocast on the module's device; otherwise nothing."""
+        if self.precision != "bf16":
+            return contextlib.nullcontext()
+        import torch
+
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     # ---- inputs and outputs --------------------------------------------------------------------------
     def stage(self, inputs: dict[str, np.ndarray]) -> tuple:
@@ -184,8 +229,10 @@ class _TorchEngineBase(Engine):
     def _run_to_host(self, staged: tuple, stream=None) -> list[np.ndarray]:
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             outs = _flatten_outputs(self.fn(*self._device_args(staged)))
+            if self.precision == "bf16":  # numpy has no bfloat16; the cast is exact
+                outs = [o.float() if o.dtype == torch.bfloat16 else o for o in outs]
             if self.device.type != "cuda":
                 return [o.numpy() for o in outs]
             host = [o.to("cpu", non_blocking=True) for o in outs]
@@ -217,7 +264,7 @@ class _TorchEngineBase(Engine):
 
         host = self._tensors(inputs, resident=False)
         events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             events[0].record()
             args = self._device_args(host)
             events[1].record()
@@ -256,6 +303,10 @@ class TorchEagerEngine(_TorchEngineBase):
 @register_engine
 class TorchScriptEngine(_TorchEngineBase):
     name = "torchscript"
+    precisions = {"cpu": ("fp32",), "cuda": ("fp32", "tf32", "fp16")}
+    no_path = {"int8": "torch's int8 path is PT2E + Inductor: use the torch-compile engine",
+               "bf16": "a traced and frozen TorchScript graph is not run under autocast here; bf16 runs on the torch "
+                       "and torch-compile engines"}
 
     def _build_callable(self, module, example_args: tuple):
         import torch
@@ -280,14 +331,65 @@ class TorchScriptEngine(_TorchEngineBase):
 @register_engine
 class TorchCompileEngine(_TorchEngineBase):
     name = "torch-compile"
+    precisions = {"cpu": ("fp32", "bf16", "int8"), "cuda": ("fp32", "tf32", "fp16", "bf16")}
+    no_path = {"int8": "the X86InductorQuantizer targets x86 CPUs; int8 on NVIDIA GPUs runs through the tensorrt "
+                       "engine"}
+
+    @classmethod
+    def supports(cls, model, precision: str, device: str) -> tuple[bool, str]:
+        ok, why = super().supports(model, precision, device)
+        if ok and precision == "int8" and pt2e_missing():
+            return False, pt2e_missing()
+        return ok, why
+
+    def prepare(self, model, artifacts, precision: str, max_batch: int) -> None:
+        self.model, self.artifacts = model, artifacts
+        super().prepare(model, artifacts, precision, max_batch)
 
     def _build_callable(self, module, example_args: tuple):
         import torch
 
+        if self.precision == "int8":
+            return self._int8_callable(module, example_args)
         # Compilation happens at the first call, which the worker times as first_inference_ms.
         mode = self.ctx.options.compile_mode or ("max-autotune" if self.device.type == "cuda" else "default")
         self.info["compile_mode"] = mode
         return torch.compile(module, mode=mode)
+
+    def _int8_callable(self, module, example_args: tuple):
+        """PT2E: export, insert the X86InductorQuantizer's observers, calibrate, convert, compile with
+        freezing. The quantized program is saved in the store (torch.export.save), keyed by the
+        calibration set's hash, so a later run only loads and compiles it."""
+        import torch
+        import torch._inductor.config as inductor_config
+
+        from infermeter.quantization import calibration_set, quantization_facts
+
+        calib = calibration_set(self.model, self.ctx.options.calibration_items)
+        prepare_pt2e, convert_pt2e, xiq, origin = pt2e_api()
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        dynamic = tuple({0: batch} for _ in example_args)
+        name = f"torch_int8_pt2e_x86inductor_{calib.sha256[:16]}.pt2"
+
+        def build(tmp: Path) -> None:
+            exported = torch.export.export(module, example_args, dynamic_shapes=dynamic).module()
+            quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config())
+            prepared = prepare_pt2e(exported, quantizer)
+            with torch.no_grad():
+                for item in calib.items:  # one item per call, as the calibration set is defined
+                    prepared(*self._device_args(self._tensors(item, resident=False)))
+            converted = convert_pt2e(prepared)
+            torch.export.save(torch.export.export(converted, example_args, dynamic_shapes=dynamic), str(tmp))
+
+        cached = self.artifacts.get(name) is not None
+        path = self.artifacts.build(name, build)
+        self.build_s += 0.0 if cached else self.artifacts.built[name]
+        quantized = torch.export.load(str(path)).module()
+        inductor_config.freezing = True  # constant-folds and prepacks the int8 weights
+        self.info.update(quantization_facts(calib, f"PT2E ({origin}) X86InductorQuantizer", config="default "
+                                            "(static, per-channel symmetric int8 weights, uint8 activations)"),
+                         compile_mode="default", inductor_freezing=True, int8_program=str(path))
+        return torch.compile(quantized)
 
 
 def fold_constant_reshapes(gm) -> int:
@@ -313,6 +415,55 @@ def fold_constant_reshapes(gm) -> int:
             continue
         with gm.graph.inserting_after(node):
             new = gm.graph.call_function(torch.reshape, (data, tuple(shape)))
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+        folded += 1
+    if folded:
+        gm.graph.eliminate_dead_code()
+        gm.graph.lint()
+        gm.recompile()
+    return folded
+
+
+def _constant_of(gm, node):
+    """The tensor behind a get_attr node, else None."""
+    if getattr(node, "op", None) != "get_attr":
+        return None
+    obj = gm
+    for part in node.target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def fold_constant_pads(gm) -> int:
+    """Replace onnx2torch's OnnxPadDynamic whose pads (and fill value) are stored constants by a plain
+    F.pad with those pads. It reads the pads with .tolist() at run time, which torch.export turns into
+    data-dependent sizes that PT2E quantization cannot reason about; the folded graph computes the same."""
+    import torch.nn.functional as F
+    from onnx2torch.node_converters.pad import (
+        OnnxPadDynamic,
+        _onnx_padding_to_torch,
+        _torch_padding_to_mode_format,
+    )
+
+    folded = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), OnnxPadDynamic):
+            continue
+        mode = gm.get_submodule(node.target).mode
+        pads = _constant_of(gm, node.args[1]) if len(node.args) > 1 else None
+        if pads is None or len(node.args) > 3:
+            continue
+        value = 0.0
+        if len(node.args) == 3 and node.args[2] is not None:
+            const = _constant_of(gm, node.args[2])
+            if const is None:
+                continue
+            value = float(const.reshape(-1)[0])
+        torch_pads = _torch_padding_to_mode_format(_onnx_padding_to_torch([int(v) for v in pads.reshape(-1).tolist()]),
+                                                   mode)
+        with gm.graph.inserting_after(node):
+            new = gm.graph.call_function(F.pad, (node.args[0], tuple(torch_pads)), {"mode": mode, "value": value})
         node.replace_all_uses_with(new)
         gm.graph.erase_node(node)
         folded += 1

@@ -53,6 +53,8 @@ class Model:
     task: ClassVar[str] = "classification"
     #: modules build_artifacts needs
     requires: ClassVar[tuple[str, ...]] = ()
+    #: a transformer (quantizers treat attention blocks specially, e.g. NNCF's ModelType.TRANSFORMER)
+    transformer: ClassVar[bool] = False
 
     def __init__(self, options: ModelOptions | None = None):
         self.options = options or ModelOptions()
@@ -115,6 +117,15 @@ class Model:
         """The K distinct check inputs as one batch."""
         pool = self.sample_pool(self.options.check_samples)
         return self.make_batch(pool, len(pool), 0)
+
+    def quantization_pools(self, calibration: int, heldout: int) -> tuple[list[dict[str, np.ndarray]],
+                                                                          list[dict[str, np.ndarray]]]:
+        """(calibration items, held-out items) for int8/bf16: the model's own real inputs that come after
+        the check inputs in its pool (pool items are distinct by construction: other photo crops, other
+        texts), so neither set contains a check input and the two sets share no item."""
+        k = self.options.check_samples
+        pool = self.sample_pool(k + calibration + heldout)
+        return pool[k:k + calibration], pool[k + calibration:]
 
     # ---- artifacts (run in the builder's worker) ---------------------------------------------------
     def build_artifacts(self, store, kinds: set[str]) -> dict[str, Any]:

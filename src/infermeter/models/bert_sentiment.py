@@ -112,6 +112,7 @@ class BertBaseSentiment(Model):
     """
 
     name = "bert_base_sentiment"
+    transformer = True
     aliases = ("bert",)
     sources = ("torch", "onnx")
     builder = "torch"

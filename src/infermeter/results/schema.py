@@ -18,10 +18,12 @@ ENERGY = ["energy_j", "energy_net_j", "energy_per_item_j", "items_per_j", "power
           "throttle_reasons", "energy_source"]
 MEMORY = ["device_mem_peak_mb", "device_mem_allocator_peak_mb", "host_rss_peak_mb", "gpu_util_avg_pct",
           "cpu_util_avg_pct"]
-CHECK = ["max_abs_err", "rel_err", "top1_agreement", "check_status"]
+CHECK = ["max_abs_err", "rel_err", "top1_agreement", "check_snr_db", "check_status"]
+# int8/bf16 rows: agreement with fp32 outputs over held-out real inputs (neither calibration nor check inputs)
+ACCURACY = ["top1_agreement_fp32", "snr_db", "heldout_items"]
 STATUS = ["status", "error"]
 
-FIELDS: list[str] = IDENTITY + TIMING + ENERGY + MEMORY + CHECK + STATUS
+FIELDS: list[str] = IDENTITY + TIMING + ENERGY + MEMORY + CHECK + ACCURACY + STATUS
 
 
 def empty_row() -> dict:

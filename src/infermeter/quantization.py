@@ -1,0 +1,181 @@
+"""Calibrated int8 and the accuracy of reduced precisions, shared by the engines.
+
+Every engine quantizes from the same calibration set: the model's own real inputs (photo crops for
+image models, texts for BERT) that come after the check inputs in its pool. A held-out set after it
+measures top-1 agreement and SNR against fp32 outputs. `input_sets` proves the three sets disjoint
+(by item hash) and names each by a hash of its contents, which enters every quantized artifact's name,
+so a changed calibration set can never reuse a stale artifact.
+
+The fp32 outputs on the held-out set come from ONNX Runtime's CPU execution provider on the model's
+ONNX export (IEEE fp32, the engine every other one is gated against), computed once per model and
+held-out set and cached in the artifact store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from infermeter.errors import BadInput
+
+DEFAULT_CALIBRATION_ITEMS = 64
+DEFAULT_HELDOUT_ITEMS = 256
+# ONNX Runtime's static quantization: symmetric int8 activations and per-channel symmetric int8 weights in
+# QDQ form. TensorRT's explicit quantization takes only symmetric int8 QDQ, so this one graph serves
+# both engines. MinMax calibration (ranges from the calibration set's observed extremes).
+ORT_CALIBRATION = "MinMax"
+QDQ_SETTINGS = {"quant_format": "QDQ", "activation_type": "QInt8", "weight_type": "QInt8", "per_channel": True,
+                "activation_symmetric": True, "weight_symmetric": True, "calibrate_method": ORT_CALIBRATION}
+
+
+def item_hash(item: dict[str, np.ndarray]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(item):
+        a = np.ascontiguousarray(item[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class InputSet:
+    """Named, hashed single-item inputs (each with leading axis 1)."""
+
+    purpose: str  # "calibration" / "heldout"
+    items: tuple
+    sha256: str
+
+    @classmethod
+    def of(cls, purpose: str, items: list[dict[str, np.ndarray]]) -> InputSet:
+        h = hashlib.sha256()
+        for it in items:
+            h.update(item_hash(it).encode())
+        return cls(purpose, tuple(items), h.hexdigest())
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def batches(self, batch: int, pad: bool = False):
+        """The items as batches of `batch`, in order; the last one shorter, or with pad=True filled up with
+        the first items again (for sessions compiled for that batch size only). Yields (batch, real rows)."""
+        for s in range(0, len(self.items), batch):
+            part = list(self.items[s:s + batch])
+            real = len(part)
+            if pad:
+                part += [self.items[i % len(self.items)] for i in range(batch - real)]
+            yield {k: np.concatenate([it[k] for it in part], axis=0) for k in part[0]}, real
+
+    def facts(self) -> dict:
+        return {"items": len(self.items), "sha256": self.sha256, "disjoint_from_check_inputs": True}
+
+
+def input_sets(model, calibration_items: int = DEFAULT_CALIBRATION_ITEMS,
+               heldout_items: int = DEFAULT_HELDOUT_ITEMS) -> tuple[InputSet, InputSet]:
+    """(calibration set, held-out set), both proven disjoint from the check inputs and from each other."""
+    cal, held = model.quantization_pools(calibration_items, heldout_items)
+    if len(cal) != calibration_items or len(held) != heldout_items:
+        raise BadInput(f"{model.name} gave {len(cal)} calibration and {len(held)} held-out inputs, "
+                       f"{calibration_items} and {heldout_items} were asked")
+    check = model.check_inputs()
+    k = len(next(iter(check.values())))
+    check_hashes = {item_hash({n: a[i:i + 1] for n, a in check.items()}) for i in range(k)}
+    cal_hashes = [item_hash(it) for it in cal]
+    held_hashes = [item_hash(it) for it in held]
+    for name, hashes in (("calibration", cal_hashes), ("held-out", held_hashes)):
+        if set(hashes) & check_hashes:
+            raise BadInput(f"{model.name}: its {name} inputs repeat a check input; the accuracy figures would "
+                           "not be independent (the model's sample_pool must give distinct items)")
+    if set(cal_hashes) & set(held_hashes):
+        raise BadInput(f"{model.name}: its held-out inputs repeat calibration inputs")
+    return InputSet.of("calibration", cal), InputSet.of("heldout", held)
+
+
+def calibration_set(model, n: int = DEFAULT_CALIBRATION_ITEMS) -> InputSet:
+    return input_sets(model, n, 1)[0]
+
+
+# ---- ONNX Runtime QDQ quantization (ONNX Runtime and TensorRT engines) -------------------------------
+def qdq_artifact_name(calib: InputSet) -> str:
+    return f"model_int8_qdq_{ORT_CALIBRATION.lower()}_{calib.sha256[:16]}.onnx"
+
+
+def build_qdq_onnx(fp32_onnx: str, calib: InputSet, feed: dict[str, str], dst: Path) -> None:
+    """Static QDQ quantization of the fp32 ONNX with onnxruntime.quantization, as ORT recommends it:
+    quant_pre_process (shape inference, graph optimisation) first, then quantize_static on the
+    calibration set. feed maps graph input names to the items' keys."""
+    import onnxruntime.quantization as q
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(calib.items)
+
+        def get_next(self):
+            item = next(self.it, None)
+            return None if item is None else {g: item[k] for g, k in feed.items()}
+
+    pre = dst.with_name(dst.name + ".pre.onnx")
+    try:
+        quant_pre_process(fp32_onnx, str(pre), skip_symbolic_shape=True)
+        q.quantize_static(
+            str(pre), str(dst), Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
+            activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
+            calibrate_method=getattr(q.CalibrationMethod, ORT_CALIBRATION),
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+    finally:
+        for p in pre.parent.glob(pre.name + "*"):
+            p.unlink()
+
+
+def qdq_onnx(model, artifacts, calib: InputSet) -> tuple[str, bool]:
+    """(path of the QDQ int8 ONNX for this calibration set, whether it was built now)."""
+    from infermeter.engines.onnx_common import feed_names, onnx_input_names, onnx_path_of
+
+    src = onnx_path_of(artifacts)
+    name = qdq_artifact_name(calib)
+    cached = artifacts.get(name) is not None
+    feed = feed_names(onnx_input_names(src), model)
+    path = artifacts.build(name, lambda tmp: build_qdq_onnx(src, calib, feed, tmp))
+    return str(path), not cached
+
+
+def quantization_facts(calib: InputSet, method: str, **settings) -> dict:
+    return {"calibration_set": calib.facts(), "quantization": {"method": method, **settings}}
+
+
+# ---- accuracy against fp32 on the held-out set ------------------------------------------------------
+def fp32_heldout_outputs(model, artifacts, held: InputSet) -> np.ndarray:
+    """fp32 outputs (first output) of ONNX Runtime on the CPU for the held-out set, cached in the store."""
+    name = f"heldout_fp32_{held.sha256[:16]}.npy"
+
+    def build(tmp: Path) -> None:
+        import onnxruntime as ort
+
+        from infermeter.engines.onnx_common import feed_names, onnx_path_of
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # plain fp32 kernels
+        sess = ort.InferenceSession(onnx_path_of(artifacts), sess_options=opts, providers=["CPUExecutionProvider"])
+        feed = feed_names([i.name for i in sess.get_inputs()], model)
+        outs = [sess.run(None, {g: b[k] for g, k in feed.items()})[0] for b, _ in held.batches(16)]
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.concatenate(outs, axis=0).astype(np.float32))
+
+    return np.load(artifacts.build(name, build))
+
+
+def heldout_accuracy(engine, model, artifacts, held: InputSet, max_batch: int) -> dict:
+    """top1_agreement_fp32, snr_db and heldout_items of this engine's outputs against fp32 outputs."""
+    from infermeter.check import snr_db, top1_agreement
+
+    fp32 = fp32_heldout_outputs(model, artifacts, held)
+    outs = []
+    for b, real in held.batches(max(1, max_batch), pad=True):  # only the batch size a cell of the group runs
+        got = np.asarray(engine.to_numpy(engine.infer(engine.stage(b))), dtype=np.float64)
+        outs.append(got[:real])
+    got = np.concatenate(outs, axis=0)
+    top1 = top1_agreement(fp32, got) if model.task == "classification" else None
+    return {"top1_agreement_fp32": top1, "snr_db": snr_db(fp32, got), "heldout_items": len(held)}

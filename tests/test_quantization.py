@@ -1,0 +1,172 @@
+"""int8 and bf16: calibration sets, quantized engines gated against float64, wrong quantization caught,
+and skipped rows derived from what this machine reports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _tiny_models import TinyCNN, TinyCNNOnnxOnly, build_store, reference_float64
+
+from infermeter.check import compare
+from infermeter.config import RunConfig
+from infermeter.engines import EngineContext, EngineOptions, get_engine, load_all
+from infermeter.errors import BadInput
+from infermeter.models.base import ModelOptions
+from infermeter.models.keras_apps import MobileNetV3Large
+from infermeter.quantization import input_sets, item_hash, qdq_artifact_name
+
+CALIB = 16
+HELD = 24
+
+
+def _check_hashes(model) -> set[str]:
+    batch = model.check_inputs()
+    k = len(next(iter(batch.values())))
+    return {item_hash({n: a[i:i + 1] for n, a in batch.items()}) for i in range(k)}
+
+
+def test_calibration_and_heldout_sets_are_real_photo_crops_disjoint_from_the_check_inputs():
+    model = MobileNetV3Large(ModelOptions(input_shapes=[[1, 64, 64, 3]]))
+    cal, held = input_sets(model, CALIB, HELD)
+    assert (len(cal), len(held)) == (CALIB, HELD)
+    check = _check_hashes(model)
+    cal_items = {item_hash(it) for it in cal.items}
+    held_items = {item_hash(it) for it in held.items}
+    assert len(cal_items) == CALIB and len(held_items) == HELD  # distinct crops
+    assert not (cal_items & check) and not (held_items & check) and not (cal_items & held_items)
+    first = cal.items[0]["images"]
+    assert first.shape == (1, 64, 64, 3) and first.std() > 10  # a photo, not a constant image
+    again, _ = input_sets(model, CALIB, HELD)
+    assert again.sha256 == cal.sha256  # deterministic, so the artifact key is stable
+    other, _ = input_sets(MobileNetV3Large(ModelOptions(input_shapes=[[1, 64, 64, 3]], seed=1)), CALIB, HELD)
+    assert other.sha256 != cal.sha256
+    assert cal.facts() == {"items": CALIB, "sha256": cal.sha256, "disjoint_from_check_inputs": True}
+
+
+def test_a_pool_that_repeats_a_check_input_is_refused():
+    class Repeating(TinyCNN):
+        def sample_pool(self, n):
+            return super().sample_pool(1) * n  # every item the same
+
+    with pytest.raises(BadInput, match="repeat a check input"):
+        input_sets(Repeating(), CALIB, HELD)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    pytest.importorskip("onnxruntime")
+    model = TinyCNNOnnxOnly()
+    store = build_store(model, tmp_path_factory.mktemp("artifacts"))
+    inputs = model.check_inputs()
+    return model, store, inputs, reference_float64(model, inputs)
+
+
+def _prepared(name: str, model, store, precision: str):
+    cls = get_engine(name)
+    for ok, why in (cls.available(), cls.supports(model, precision, "cpu")):
+        if not ok:
+            pytest.skip(f"{name} {precision}: {why}")
+    engine = cls(EngineContext("cpu", num_threads=2, options=EngineOptions(calibration_items=CALIB)))
+    engine.prepare(model, store, precision, max_batch=8)
+    return engine
+
+
+def test_onnxruntime_int8_passes_the_gate_and_is_cached_by_calibration_hash(tiny):
+    model, store, inputs, reference = tiny
+    cal, _ = input_sets(model, CALIB, 1)
+    engine = _prepared("onnxruntime", model, store, "int8")
+    assert engine.build_s > 0
+    assert engine.info["calibration_set"]["sha256"] == cal.sha256
+    assert engine.info["calibration_set"]["items"] == CALIB
+    assert engine.info["model_file"].endswith(qdq_artifact_name(cal)) and cal.sha256[:16] in engine.info["model_file"]
+    assert engine.info["quantization"]["per_channel"] and engine.info["quantization"]["calibrate_method"]
+    result = compare(reference, engine.to_numpy(engine.infer(engine.stage(inputs))), "int8")
+    assert result.status == "pass", result.detail
+    again = _prepared("onnxruntime", model, store, "int8")  # cache hit: nothing rebuilt
+    assert again.build_s == 0.0 and again.info["model_file"] == engine.info["model_file"]
+
+
+def test_a_qdq_scale_off_by_ten_is_caught_by_the_int8_gate(tiny, tmp_path):
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    model, store, inputs, reference = tiny
+    engine = _prepared("onnxruntime", model, store, "int8")
+    proto = onnx.load(engine.info["model_file"])
+    inits = {i.name: i for i in proto.graph.initializer}
+    # The scale of the first activation that a DequantizeLinear reads back (Q and DQ share it in QDQ form):
+    # 10x too small clips that activation at a tenth of its calibrated range.
+    dq = next(n for n in proto.graph.node if n.op_type == "DequantizeLinear"
+              and numpy_helper.to_array(inits[n.input[1]]).ndim == 0 and n.input[0] not in inits)
+    scale = inits[dq.input[1]]
+    scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) / 10, scale.name))
+    wrong = tmp_path / "wrong.onnx"
+    onnx.save(proto, str(wrong))
+    sess = ort.InferenceSession(str(wrong), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {sess.get_inputs()[0].name: inputs["pixels"]})[0]
+    result = compare(reference, got, "int8")
+    assert result.status == "mismatch" and "SNR" in result.detail
+    right = compare(reference, engine.to_numpy(engine.infer(engine.stage(inputs))), "int8")
+    assert right.status == "pass" and right.snr_db > result.snr_db + 10
+
+
+def test_openvino_int8_runs_int8_layers_and_passes_the_gate(tiny):
+    pytest.importorskip("openvino")
+    model, store, inputs, reference = tiny
+    engine = _prepared("openvino", model, store, "int8")
+    assert engine.info["int8_layers"] > 0
+    assert engine.info["calibration_set"]["sha256"] == input_sets(model, CALIB, 1)[0].sha256
+    result = compare(reference, engine.to_numpy(engine.infer(engine.stage(inputs))), "int8")
+    assert result.status == "pass", result.detail
+
+
+def test_torch_bf16_autocast_passes_the_bf16_gate(tiny):
+    pytest.importorskip("torch")
+    model = TinyCNN()
+    _, store, inputs, reference = tiny
+    engine = _prepared("torch", model, store, "bf16")
+    assert engine.info["autocast"] == "bfloat16"
+    result = compare(reference, engine.to_numpy(engine.infer(engine.stage(inputs))), "bf16")
+    assert result.status == "pass", result.detail
+    assert result.rel_err > compare(reference, reference.astype(np.float32), "fp32").rel_err  # really reduced
+
+
+def test_skipped_rows_follow_what_this_machine_reports():
+    from infermeter.plan import plan
+
+    cfg = RunConfig(engines=["all"], precisions=["fp32", "bf16", "int8"], batch_sizes=[1], device="cpu")
+    model = MobileNetV3Large(ModelOptions(input_shapes=[[1, 64, 64, 3]]))
+    groups = {(g.engine, g.precision): g for g in plan(cfg, [model], "cpu")}
+    engines = load_all()
+    for name in ("tf", "keras", "torchscript", "onnxruntime"):
+        if name in engines and engines[name].available()[0]:
+            assert groups[(name, "bf16")].skip_reason, name
+    if engines["tf"].available()[0]:
+        assert "int8" in groups[("tf", "int8")].skip_reason
+    if engines["torchscript"].available()[0]:
+        assert "torch-compile" in groups[("torchscript", "int8")].skip_reason
+    if engines["openvino"].available()[0]:
+        from infermeter.engines.openvino_engine import _device_facts
+
+        caps = _device_facts("CPU")[1]
+        for precision, cap in (("bf16", "BF16"), ("int8", "INT8")):
+            reason = groups[("openvino", precision)].skip_reason
+            if cap in caps:
+                assert reason is None, reason
+            else:
+                assert cap in reason and "OPTIMIZATION_CAPABILITIES" in reason
+    auto = {g.precision for g in plan(RunConfig(engines=["onnxruntime"], batch_sizes=[1], device="cpu"), [model], "cpu")}
+    assert auto == {"fp32"}  # int8 and bf16 only when asked: they build calibrated artifacts
+
+
+def test_torch_compile_int8_pt2e_passes_the_gate_and_reuses_the_saved_program(tiny):
+    pytest.importorskip("torch")
+    model, store, inputs, reference = tiny
+    engine = _prepared("torch-compile", model, store, "int8")
+    assert "X86InductorQuantizer" in engine.info["quantization"]["method"] and engine.info["inductor_freezing"]
+    result = compare(reference, engine.to_numpy(engine.infer(engine.stage(inputs))), "int8")
+    assert result.status == "pass", result.detail
+    again = _prepared("torch-compile", model, store, "int8")
+    assert again.info["int8_program"] == engine.info["int8_program"]
+    assert input_sets(model, CALIB, 1)[0].sha256[:16] in again.info["int8_program"]
