@@ -170,3 +170,54 @@ def test_torch_compile_int8_pt2e_passes_the_gate_and_reuses_the_saved_program(ti
     again = _prepared("torch-compile", model, store, "int8")
     assert again.info["int8_program"] == engine.info["int8_program"]
     assert input_sets(model, CALIB, 1)[0].sha256[:16] in again.info["int8_program"]
+
+
+def test_int8_through_the_sweep_and_the_report(tmp_path):
+    """A sweep over fp32 and int8 records the calibration set in run.json and agreement/SNR in every int8 row;
+    the report plots speed against agreement and leaves out int8 cells below --min-agreement."""
+    import json
+
+    import torch
+
+    from infermeter.analysis.load import load_results
+    from infermeter.analysis.report import best_by_batch, build_report, report_main
+    from infermeter.results.writer import read_results
+    from infermeter.sweep import run_sweep
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(), torch.nn.Flatten(1),
+                              torch.nn.LazyLinear(10)).eval()
+    net(torch.zeros(1, 3, 16, 16))
+    path = tmp_path / "small.onnx"
+    torch.onnx.export(net, torch.zeros(1, 3, 16, 16), str(path), input_names=["x"], output_names=["y"],
+                      dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False)
+    cfg = RunConfig(model=str(path), engines=["onnxruntime", "tf"], precisions=["fp32", "int8"], batch_sizes=[1, 4],
+                    device="cpu", iterations=6, warmup=1, min_iterations=1, idle_time=0, quiet=True,
+                    calibration_items=CALIB, heldout_items=HELD, results_dir=str(tmp_path / "results"),
+                    cache_dir=str(tmp_path / "cache"))
+    status, s = run_sweep(cfg)
+    rows = read_results(s.out_dir / "results.csv")
+    int8 = [r for r in rows if r["engine"] == "onnxruntime" and r["precision"] == "int8"]
+    assert len(int8) == 2 and all(r["status"] == "ok" for r in int8), [r["error"] for r in int8]
+    for r in int8:
+        assert int(r["heldout_items"]) == HELD and 0 <= float(r["top1_agreement_fp32"]) <= 1 and float(r["snr_db"]) > 0
+    assert all(r["top1_agreement_fp32"] is None for r in rows if r["precision"] == "fp32")
+    assert {r["status"] for r in rows if r["engine"] == "tf"} == {"skipped"}
+    info = json.loads((s.out_dir / "run.json").read_text())
+    settings = next(v["settings"] for k, v in info["engines"].items() if k.startswith("onnxruntime/int8"))
+    model = __import__("infermeter.models.registry", fromlist=["resolve_model"]).resolve_model(
+        str(path), ModelOptions(input_shapes=None))
+    assert settings["calibration_set"] == {"items": CALIB, "sha256": input_sets(model, CALIB, 1)[0].sha256,
+                                           "disjoint_from_check_inputs": True}
+    assert settings["heldout_set"]["items"] == HELD
+
+    df = load_results([str(s.out_dir)])
+    agreement = min(float(r["top1_agreement_fp32"]) for r in int8)
+    strict = best_by_batch(df, min_agreement=1.0 + 1e-9)  # no int8 cell can compete
+    assert not strict["by throughput"].str.contains("int8").any()
+    loose = best_by_batch(df, min_agreement=agreement)  # every int8 cell competes
+    assert (loose.iloc[:, -1] == "–").all()
+    written = build_report([str(s.out_dir)], tmp_path / "report", min_agreement=0.99)
+    assert any(k.startswith("plot:speed_vs_agreement") for k in written)
+    assert report_main([str(s.out_dir)], str(tmp_path / "r2"), min_agreement=1.5) == 2
+    assert status == 0

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="plots, Final_Analysis.pdf and a workbook from result folders")
     rep.add_argument("dirs", nargs="+", help="result folders (each holding results.csv)")
     rep.add_argument("--out", default="report", help="output folder (default: report)")
+    rep.add_argument("--min-agreement", type=float, default=0.99, dest="min_agreement",
+                     help="int8/bf16 cells compete for best engine when their top-1 agreement with fp32 on held-out "
+                          "inputs reaches this (default 0.99)")
     cmp_ = sub.add_parser("compare", help="cross-device table")
     cmp_.add_argument("dirs", nargs="+", help="result folders (each holding results.csv)")
     cmp_.add_argument("--xlsx", help="also write the table to this workbook")
@@ -211,7 +214,7 @@ def cmd_env(args) -> int:
 def cmd_report(args) -> int:
     from infermeter.analysis.report import report_main
 
-    return report_main(args.dirs, args.out)
+    return report_main(args.dirs, args.out, args.min_agreement)
 
 
 def cmd_compare(args) -> int:

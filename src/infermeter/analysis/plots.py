@@ -36,7 +36,7 @@ METRICS: dict[str, tuple[str, str, float]] = {
 }
 UTIL_LABELS = {"gpu_util_pct": "GPU utilisation (%)", "cpu_util_pct": "host CPU utilisation (%)",
                "proc_cpu_pct": "worker process CPU (%)"}
-PRECISION_STYLES = {"fp32": "-", "fp16": "--", "int8": ":"}
+PRECISION_STYLES = {"fp32": "-", "fp16": "--", "bf16": (0, (5, 1, 1, 1)), "int8": ":"}
 MARKERS = "osD^v<>pPX*h"
 
 
@@ -377,6 +377,39 @@ def _iso_efficiency(ax, rows: pd.DataFrame, xlog: bool, ylog: bool) -> None:
             ax.annotate(f"{k:g} items/J", (x_at, k * x_at), fontsize=7, color="0.5", ha="left", va="bottom")
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
+
+
+def plot_speed_vs_agreement(df: pd.DataFrame, scenario: str | None = None, min_agreement: float = 0.99):
+    """Throughput against top-1 agreement with fp32 on held-out inputs: one point per engine and
+    precision (its best batch size). fp32 cells are the baseline the agreement is measured against,
+    drawn at 1; int8/bf16 cells at their measured agreement; the dashed line is --min-agreement."""
+    fig, ax = _figure()
+    sel, scen = _select(df, scenario)
+    ax.set_title(f"Throughput vs top-1 agreement with fp32 — {scen}")
+    reduced = sel[sel["top1_agreement_fp32"].notna() & sel["throughput_items_s"].notna()]
+    if reduced.empty:
+        _say_empty(ax, "no int8/bf16 cell passed its gate with a measured top-1 agreement")
+        return fig, ax
+    base = sel[(sel["precision"] == "fp32") & sel["throughput_items_s"].notna()]
+    rows = pd.concat([base.assign(top1_agreement_fp32=1.0), reduced])
+    style = _styles(rows, ["engine"], "engine")
+    for (engine, precision), sub in rows.groupby(["engine", "precision"], sort=True):
+        best = sub.loc[sub["throughput_items_s"].idxmax()]
+        st = style(sub)
+        ax.plot([best["top1_agreement_fp32"]], [best["throughput_items_s"]], linestyle="none", color=st["color"],
+                marker=st["marker"], markersize=8, fillstyle="full" if precision == "fp32" else "none",
+                label=f"{engine} {precision}")
+        ax.annotate(f"{precision} b{int(best['batch_size'])}", (best["top1_agreement_fp32"], best["throughput_items_s"]),
+                    textcoords="offset points", xytext=(4, 3), fontsize=6, color="0.35")
+    ax.axvline(min_agreement, color="0.5", linestyle="--", linewidth=1)
+    ax.annotate(f"min agreement {min_agreement:g}", (min_agreement, ax.get_ylim()[1]), fontsize=7, color="0.4",
+                ha="right", va="top", rotation=90)
+    _auto_log(ax, rows["throughput_items_s"])
+    ax.set_xlabel("top-1 agreement with fp32 (held-out inputs; fp32 = 1 by definition)")
+    ax.set_ylabel("best throughput over batch sizes (items/s)")
+    ax.grid(True, which="both", alpha=0.3)
+    _legend(ax, title="engine precision")
+    return fig, ax
 
 
 def plot_memory_utilisation(df: pd.DataFrame, scenario: str | None = None):

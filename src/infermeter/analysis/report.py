@@ -20,6 +20,7 @@ XLSX_NAME = "Final_Analysis.xlsx"
 PAGE = (11.69, 8.27)  # A4 landscape, inches
 TABLE_ROWS_PER_PAGE = 30
 TEXT_LINES_PER_PAGE = 52
+DEFAULT_MIN_AGREEMENT = 0.99  # top-1 agreement with fp32 an int8/bf16 cell needs to compete for "best"
 
 
 def slug(text: str) -> str:
@@ -87,10 +88,23 @@ def _engine_label(r) -> str:
     return f"{r['engine']} {r['precision']}"
 
 
-def best_by_batch(df: pd.DataFrame) -> pd.DataFrame:
-    """Best engine per (model, device, scenario, batch size) by throughput, by p99 latency and by items/J."""
+def meets_agreement(rows: pd.DataFrame, min_agreement: float) -> pd.Series:
+    """Cells whose top-1 agreement with fp32 reaches min_agreement; cells without one (fp32, fp16: judged by
+    the gate alone) qualify."""
+    if "top1_agreement_fp32" not in rows:
+        return pd.Series(True, index=rows.index)
+    agreement = pd.to_numeric(rows["top1_agreement_fp32"], errors="coerce")
+    return agreement.isna() | (agreement >= min_agreement)
+
+
+def best_by_batch(df: pd.DataFrame, min_agreement: float = DEFAULT_MIN_AGREEMENT) -> pd.DataFrame:
+    """Best engine and precision per (model, device, scenario, batch size) by throughput, by p99 latency and by
+    items/J, among cells whose top-1 agreement with fp32 is at least min_agreement. A faster cell left out
+    for its agreement is named in the last column."""
     out = []
-    rows = latest_per_cell(ok_rows(df))
+    everything = latest_per_cell(ok_rows(df))
+    rows = everything[meets_agreement(everything, min_agreement)]
+    left_out = everything[~meets_agreement(everything, min_agreement)]
     for (model, dev, scen, batch), g in rows.groupby(["model", "device_label", "scenario", "batch_size"], sort=True):
         entry = {"model": model, "device": dev, "scenario": scen, "batch_size": int(batch)}
         for col, metric, pick, spec, unit in (("by throughput", "throughput_items_s", "idxmax", ",.1f", "items/s"),
@@ -102,6 +116,13 @@ def best_by_batch(df: pd.DataFrame) -> pd.DataFrame:
             else:
                 best = valid.loc[getattr(valid[metric], pick)()]
                 entry[col] = f"{_engine_label(best)} ({format(best[metric], spec)} {unit})"
+        fastest = g["throughput_items_s"].max()
+        lost = left_out[(left_out["model"] == model) & (left_out["device_label"] == dev) &
+                        (left_out["scenario"] == scen) & (left_out["batch_size"] == batch) &
+                        (left_out["throughput_items_s"] > fastest)]
+        entry[f"faster, agreement < {min_agreement:g}"] = "; ".join(
+            f"{_engine_label(r)} ({r['throughput_items_s']:,.1f} items/s, agreement {r['top1_agreement_fp32']:.3f})"
+            for _, r in lost.sort_values("throughput_items_s", ascending=False).iterrows()) or "–"
         out.append(entry)
     return pd.DataFrame(out)
 
@@ -192,7 +213,8 @@ def _cover(pdf, df: pd.DataFrame) -> None:
 
 # ---- plots ---------------------------------------------------------------------------------------
 
-def _plot_set(df: pd.DataFrame, baseline: str | None) -> list[tuple[str, object]]:
+def _plot_set(df: pd.DataFrame, baseline: str | None,
+              min_agreement: float = DEFAULT_MIN_AGREEMENT) -> list[tuple[str, object]]:
     """(file stem, figure) for every plot of the report, per model and device, then across devices."""
     figs = []
     for (model, dev), rows in df.groupby(["model", "device_label"], sort=False):
@@ -210,6 +232,9 @@ def _plot_set(df: pd.DataFrame, baseline: str | None) -> list[tuple[str, object]
             figs.append((f"power_vs_throughput__{tag}", plots.plot_power_vs_throughput(rows, scen)[0]))
             figs.append((f"energy_per_item__{tag}", plots.plot_energy_per_item(rows, scen)[0]))
             figs.append((f"memory_utilisation__{tag}", plots.plot_memory_utilisation(rows, scen)[0]))
+            if "top1_agreement_fp32" in rows and rows["top1_agreement_fp32"].notna().any():
+                figs.append((f"speed_vs_agreement__{tag}",
+                             plots.plot_speed_vs_agreement(rows, scen, min_agreement)[0]))
         if not good.empty:
             # the trace of the fastest cell: the one that works the device hardest
             top = good.loc[good["throughput_items_s"].idxmax()] if good["throughput_items_s"].notna().any() \
@@ -234,7 +259,8 @@ def _plot_set(df: pd.DataFrame, baseline: str | None) -> list[tuple[str, object]
 
 # ---- entry points --------------------------------------------------------------------------------
 
-def build_report(dirs, out_dir, baseline: str | None = None) -> dict[str, Path]:
+def build_report(dirs, out_dir, baseline: str | None = None,
+                 min_agreement: float = DEFAULT_MIN_AGREEMENT) -> dict[str, Path]:
     """Write plots/<name>.png, Final_Analysis.pdf and Final_Analysis.xlsx under out_dir.
 
     Returns {"pdf": ..., "xlsx": ..., "plot:<name>": ...} with every written path.
@@ -249,7 +275,7 @@ def build_report(dirs, out_dir, baseline: str | None = None) -> dict[str, Path]:
     written: dict[str, Path] = {}
     # TrueType fonts (type 42) keep the PDF's text searchable and extractable
     with rc_context({"pdf.fonttype": 42}):
-        figs = _plot_set(df, baseline)
+        figs = _plot_set(df, baseline, min_agreement)
         for stem, fig in figs:
             path = plot_dir / f"{stem}.png"
             fig.savefig(path, dpi=130)
@@ -258,12 +284,15 @@ def build_report(dirs, out_dir, baseline: str | None = None) -> dict[str, Path]:
         with PdfPages(pdf_path) as pdf:
             _cover(pdf, df)
             _text_pages(pdf, "Environment", environment_lines(df))
-            best = best_by_batch(df)
+            best = best_by_batch(df, min_agreement)
+            title = "Best engine and precision per batch size"
             if best.empty:
-                _text_pages(pdf, "Best engine per batch size", ["no successful cells"])
+                _text_pages(pdf, title, ["no successful cells"])
             else:
-                _table_pages(pdf, "Best engine per batch size", [c.replace("_", " ") for c in best.columns],
-                             best.astype(str).values.tolist(), note="successful cells only")
+                _table_pages(pdf, title, [c.replace("_", " ") for c in best.columns],
+                             best.astype(str).values.tolist(),
+                             note=f"successful cells only; int8/bf16 cells compete when their top-1 agreement with "
+                                  f"fp32 on held-out inputs is at least {min_agreement:g} (--min-agreement)")
             _text_pages(pdf, "Mismatched, failed and skipped cells", problem_lines(df))
             for (model, dev), rows in df.groupby(["model", "device_label"], sort=False):
                 cols, body = results_table(rows)
@@ -278,15 +307,19 @@ def build_report(dirs, out_dir, baseline: str | None = None) -> dict[str, Path]:
     return written
 
 
-def report_main(dirs: Iterable[str], out: str | None = None) -> int:
-    """`infermeter report DIR... [--out DIR]` (default out: the first DIR). 0 written, 2 bad input."""
+def report_main(dirs: Iterable[str], out: str | None = None, min_agreement: float = DEFAULT_MIN_AGREEMENT) -> int:
+    """`infermeter report DIR... [--out DIR] [--min-agreement A]` (default out: the first DIR). 0 written,
+    2 bad input."""
     dirs = list(dirs)
     if not dirs:
         print("infermeter report: give at least one results folder", file=sys.stderr)
         return 2
+    if not 0 <= min_agreement <= 1:
+        print(f"infermeter report: --min-agreement must be between 0 and 1, got {min_agreement:g}", file=sys.stderr)
+        return 2
     try:
         find_result_dirs(dirs)
-        written = build_report(dirs, out or dirs[0])
+        written = build_report(dirs, out or dirs[0], min_agreement=min_agreement)
     except BadInput as e:
         print(f"infermeter report: {e}", file=sys.stderr)
         return 2

@@ -95,6 +95,11 @@ class TFFunctionEngine(Engine):
     precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32",), "cuda": ("fp32", "tf32", "fp16")}
     sources: ClassVar[tuple[str, ...]] = ("keras",)
     jit_compile: ClassVar[bool] = False
+    no_path: ClassVar[dict[str, str]] = {
+        "int8": "TensorFlow's int8 inference is TensorFlow Lite, a separate runtime infermeter does not drive; "
+                "int8 runs on onnxruntime, openvino, torch-compile and tensorrt",
+        "bf16": "the SavedModel/Keras graph runs as exported, in float32; bf16 runs on torch, torch-compile and "
+                "openvino (where the CPU reports BF16)"}
 
     def __init__(self, ctx: EngineContext):
         super().__init__(ctx)

@@ -381,9 +381,7 @@ class TorchCompileEngine(_TorchEngineBase):
             converted = convert_pt2e(prepared)
             torch.export.save(torch.export.export(converted, example_args, dynamic_shapes=dynamic), str(tmp))
 
-        cached = self.artifacts.get(name) is not None
-        path = self.artifacts.build(name, build)
-        self.build_s += 0.0 if cached else self.artifacts.built[name]
+        path = self.artifacts.build(name, build)  # its time is part of build_s (prepare times this call)
         quantized = torch.export.load(str(path)).module()
         inductor_config.freezing = True  # constant-folds and prepacks the int8 weights
         self.info.update(quantization_facts(calib, f"PT2E ({origin}) X86InductorQuantizer", config="default "
