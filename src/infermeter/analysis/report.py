@@ -285,7 +285,7 @@ def build_report(dirs, out_dir, baseline: str | None = None,
             _cover(pdf, df)
             _text_pages(pdf, "Environment", environment_lines(df))
             best = best_by_batch(df, min_agreement)
-            title = "Best engine and precision per batch size"
+            title = "Best engine per batch size"
             if best.empty:
                 _text_pages(pdf, title, ["no successful cells"])
             else:
