@@ -139,6 +139,11 @@ class Fleet:
         if not self.cfg.quiet:
             print(text, file=self.out, flush=True)
 
+    @staticmethod
+    def warn(text: str) -> None:
+        """What went wrong with a device or node: on stderr, even with --quiet."""
+        print(f"infermeter fleet: {text}", file=sys.stderr, flush=True)
+
     def write_row(self, dr: DeviceRun, row: dict, files: dict[str, bytes] | None = None) -> None:
         for rel, data in (files or {}).items():
             atomic_write_bytes(dr.folder.out_dir / rel, data)  # a row in results.csv always has its files
@@ -225,14 +230,14 @@ class Fleet:
         others = holders(ray.nodes(), dr.dev, exclude=set(dr.lost))
         kind = type(error).__name__
         if others and dr.attempts < MAX_ATTEMPTS:
-            self.say(f"{dr.dev.label}: {where} lost ({kind}); {len(dr.remaining()) or 'its'} remaining cell(s) "
+            self.warn(f"{dr.dev.label}: {where} lost ({kind}); {len(dr.remaining()) or 'its'} remaining cell(s) "
                      f"move to another node of this device")
             self.submit(ray, dr, queue)
             return
         why = f"{where} lost mid-sweep ({kind}); no other node of device {dr.dev.label} to take its cells"
-        self.say(f"{dr.dev.label}: {why}")
+        self.warn(f"{dr.dev.label}: {why}")
         if not dr.planned:
-            self.say(f"{dr.dev.label}: its sweep never started; no rows (run again or --resume)")
+            self.warn(f"{dr.dev.label}: its sweep never started; no rows (run again or --resume)")
         self.fail_remaining(dr, why)
         dr.status, dr.ref = 1, None
 
@@ -280,9 +285,9 @@ class Fleet:
                     self.drain(queue, by_label)
                     cause = e.cause if getattr(e, "cause", None) is not None else e
                     why = f"{(dr.node or {}).get('host', 'node')}: {str(cause).strip().splitlines()[-1][:300]}"
-                    self.say(f"{dr.dev.label}: {why}")
+                    self.warn(f"{dr.dev.label}: {why}")
                     self.fail_remaining(dr, why)
-                    dr.status, dr.ref = 2, None
+                    dr.status, dr.ref = 1, None
                 except ray.exceptions.RayError as e:
                     self.drain(queue, by_label)
                     self.lost(ray, dr, e, queue)
