@@ -82,6 +82,19 @@ def test_all_and_lists_expand_on_the_scripted_machine(gpus):
         per_gpu_configs(RunConfig(gpu_id="all", device="cpu"))
 
 
+def test_all_means_the_visible_gpus_where_cuda_visible_devices_is_set(gpus, monkeypatch):
+    names = ["NVIDIA A100-SXM4-80GB", "NVIDIA L4", "NVIDIA H100 80GB HBM3"]
+    gpus(names)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,0")
+    every = per_gpu_configs(RunConfig(gpu_id="all"))
+    assert [c.gpu_id for c in every] == [0, 1]  # --gpu-id indexes within the visible list
+    with pytest.raises(BadInput, match="this machine has 2"):
+        per_gpu_configs(RunConfig(gpu_id="0,2"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(BadInput, match="set but empty"):
+        per_gpu_configs(RunConfig(gpu_id="all"))
+
+
 def test_no_gpu_is_named_with_its_reason(gpus):
     gpus([])
     with pytest.raises(BadInput, match="--gpu-id all: no GPU here"):

@@ -8,10 +8,11 @@ One GPU after another by default, because GPUs in one host share its CPU, PCIe a
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 from dataclasses import dataclass, field, replace
 
 from infermeter.config import RunConfig
-from infermeter.device import nvml_gpus
+from infermeter.device import choose_gpu, nvml_devices, nvml_gpus
 from infermeter.errors import BadInput
 
 
@@ -36,6 +37,20 @@ def gpu_indices(spec, gpus: tuple[str, ...], why: str) -> list[int]:
     return ids
 
 
+def selectable_gpus() -> tuple[tuple[str, ...], str]:
+    """(names of the GPUs --gpu-id numbers, why none): NVML's boards, or where CUDA_VISIBLE_DEVICES is set,
+    its entries in order (as --gpu-id N indexes within it: device.choose_gpu)."""
+    gpus, why = nvml_gpus()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if not gpus or visible is None:
+        return gpus, why
+    entries = [e for e in visible.split(",") if e.strip()]
+    if not entries:
+        return (), "CUDA_VISIBLE_DEVICES is set but empty"
+    devices = nvml_devices()
+    return tuple(choose_gpu(devices, k, visible).name for k in range(len(entries))), ""
+
+
 def _text(spec) -> str:
     return ",".join(map(str, spec)) if isinstance(spec, list) else str(spec)
 
@@ -50,7 +65,7 @@ def per_gpu_configs(cfg: RunConfig) -> list[RunConfig]:
         return [replace(cfg, parallel_gpus=False)]
     if cfg.device == "cpu":
         raise BadInput("--gpu-id given with --device cpu; drop one of them")
-    gpus, why = nvml_gpus()
+    gpus, why = selectable_gpus()
     ids = gpu_indices(cfg.gpu_id, gpus, why)
     names = [gpus[i] for i in ids]
     suffix = cfg.device_label is not None or len(set(names)) < len(names)
