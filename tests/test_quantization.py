@@ -221,3 +221,37 @@ def test_int8_through_the_sweep_and_the_report(tmp_path):
     assert any(k.startswith("plot:speed_vs_agreement") for k in written)
     assert report_main([str(s.out_dir)], str(tmp_path / "r2"), min_agreement=1.5) == 2
     assert status == 0
+
+
+def _gpu_engine(name: str, model, precision: str):
+    from infermeter.device import nvml_gpus
+
+    if not nvml_gpus()[0]:
+        pytest.skip("no NVIDIA GPU: " + (nvml_gpus()[1] or "none"))
+    cls = get_engine(name)
+    for ok, why in (cls.available(), cls.supports(model, precision, "cuda")):
+        if not ok:
+            pytest.skip(f"{name} {precision} on cuda: {why}")
+    return cls(EngineContext("cuda", gpu_id=0, options=EngineOptions(calibration_items=CALIB)))
+
+
+@pytest.mark.gpu
+def test_tensorrt_int8_from_the_shared_qdq_graph_passes_the_gate(tiny):
+    model, store, inputs, reference = tiny
+    engine = _gpu_engine("tensorrt", model, "int8")
+    engine.prepare(model, store, "int8", max_batch=8)
+    assert engine.info["calibration_set"]["sha256"] == input_sets(model, CALIB, 1)[0].sha256
+    result = compare(reference, engine.to_numpy(engine.infer(engine.stage(inputs))), "int8")
+    assert result.status == "pass", result.detail
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["torch", "torch-compile"])
+def test_torch_bf16_autocast_on_the_gpu_passes_the_bf16_gate(tiny, name):
+    _, store, inputs, reference = tiny
+    model = TinyCNN()
+    engine = _gpu_engine(name, model, "bf16")
+    engine.prepare(model, store, "bf16", max_batch=8)
+    assert engine.info["autocast"] == "bfloat16"
+    result = compare(reference, engine.to_numpy(engine.infer(engine.stage(inputs))), "bf16")
+    assert result.status == "pass", result.detail

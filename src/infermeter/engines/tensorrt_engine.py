@@ -10,6 +10,9 @@ Precision (read against the TensorRT 10.x and 11.4 Python APIs):
 - fp16, TensorRT 11: weak typing and BuilderFlag.FP16 are gone and every network is strongly typed, so
   the plan is built from model_fp16.onnx, the graph converted to float16 by onnxruntime.transformers'
   float16 converter (float32 inputs/outputs): that path needs `onnx` and `onnxruntime(-gpu)`.
+- int8: explicit quantization from the same QDQ ONNX the onnxruntime engine runs (symmetric int8, made by
+  onnxruntime.quantization from the shared calibration set, quantization.py); TensorRT 10 also gets
+  BuilderFlag.INT8, TensorRT 11 reads the types from the Q/DQ nodes. Layers without Q/DQ run in fp32.
 
 A plan only runs on the TensorRT version and GPU it was built for, and TensorRT may load a plan built on
 another board with no more than a warning: the plan's file name carries a key of the GPU's name and
@@ -114,7 +117,7 @@ def _logger():
 class TensorRTEngine(Engine):
     name = "tensorrt"
     family = "tensorrt"
-    precisions = {"cuda": ("fp32", "tf32", "fp16")}
+    precisions = {"cuda": ("fp32", "tf32", "fp16", "int8")}
     sources = ("onnx",)
     requires = ("tensorrt", "torch", "onnx")  # torch: CUDA buffers and streams; onnx: the graph's input shapes
 
@@ -160,6 +163,15 @@ class TensorRTEngine(Engine):
         if precision == "fp16" and not fp16_by_flag:  # TensorRT 11: precision lives in the graph
             src = onnx_path
             onnx_path = str(artifacts.build(FP16_ARTIFACT, lambda tmp: convert_to_fp16(src, tmp)))
+        qdq_build_s = 0.0
+        if precision == "int8":
+            from infermeter.quantization import QDQ_SETTINGS, calibration_set, qdq_onnx, quantization_facts
+
+            calib = calibration_set(model, self.ctx.options.calibration_items)
+            onnx_path, built = qdq_onnx(model, artifacts, calib)
+            qdq_build_s = artifacts.built[Path(onnx_path).name] if built else 0.0
+            self.info.update(quantization_facts(calib, "explicit quantization of the onnxruntime.quantization "
+                                                "QDQ graph", **QDQ_SETTINGS))
         profiles = self._profiles(model, onnx_path, max_batch)
         self.min_batch = max(lo[0] for lo, _, _ in profiles.values())
         self.max_batch = min(hi[0] for _, _, hi in profiles.values())
@@ -179,6 +191,7 @@ class TensorRTEngine(Engine):
                 onnx_path, tmp, profiles, precision, fp16_by_flag, major))
             if not cached:
                 self.build_s = artifacts.built[plan_name]
+            self.build_s += qdq_build_s
             with Stopwatch() as sw:
                 self.engine = self.runtime.deserialize_cuda_engine(Path(plan).read_bytes())
             if self.engine is not None:
@@ -248,6 +261,9 @@ class TensorRTEngine(Engine):
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
         self._math_mode = set_trt_math(trt, config, precision, fp16_flag)
+        if precision == "int8" and major == 10 and hasattr(trt.BuilderFlag, "INT8"):
+            config.set_flag(trt.BuilderFlag.INT8)  # explicit quantization: the Q/DQ scales, no calibrator
+            self._math_mode["BuilderFlag.INT8"] = True
         profile = builder.create_optimization_profile()
         for name, (lo, opt, hi) in profiles.items():
             profile.set_shape(name, lo, opt, hi)
