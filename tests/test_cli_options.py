@@ -79,3 +79,22 @@ def test_prepare_keeps_its_subset():
     dests = {a.dest for a in _subparser("prepare")._actions} - {"help"}
     assert dests == {"model", "weights", "seed", "image", "input_shapes", "seq_len", "cache_dir", "results_dir",
                      "check_samples", "config"}
+
+
+def test_a_repeatable_field_collects_each_use(monkeypatch):
+    """Field metadata decides argparse specifics: a repeatable list[str] field takes one item per use."""
+    import dataclasses as dc
+
+    from infermeter import cli
+
+    @dc.dataclass
+    class WithRepeatable:
+        tags: "list[str] | None" = dc.field(default=None, metadata={
+            "help": "a tag; repeatable", "cli": True, "repeatable": True, "metavar": "NAME=LOW:HIGH",
+            "aliases": (), "flag": None, "choices": None, "positional": False})
+
+    monkeypatch.setattr(cli, "RunConfig", WithRepeatable)
+    parser = argparse.ArgumentParser()
+    cli.add_run_options(parser)
+    assert parser.parse_args(["--tags", "x=0:5", "--tags", "y=1,2:3"]).tags == ["x=0:5", "y=1,2:3"]
+    assert "NAME=LOW:HIGH" in parser.format_help()

@@ -95,8 +95,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         if meta.get("positional"):
             parser.add_argument(f.name, nargs="?", **kw)
             continue
+        if meta.get("metavar"):
+            kw["metavar"] = meta["metavar"]
         if base == "bool":
             kw["action"] = "store_true"
+        elif meta.get("repeatable"):  # --flag A --flag B -> [A, B], each item as written
+            kw["action"] = "append"
         elif meta.get("choices"):
             kw["choices"] = meta["choices"]
         else:

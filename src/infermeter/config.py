@@ -27,12 +27,14 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 
 
 def _help(text: str, *, flag: str | None = None, aliases: tuple[str, ...] = (), choices: tuple[str, ...] | None = None,
-          cli: bool = True, positional: bool = False, **kw):
+          cli: bool = True, positional: bool = False, repeatable: bool = False, metavar: str | None = None, **kw):
     """A RunConfig field with everything the CLI needs: its help text, its flag (default: the field name with
-    dashes), older spellings still accepted (as flags and as config-file keys), choices, and whether it is on
-    the command line at all. The argparse type comes from the field's annotation (see cli.add_run_options)."""
+    dashes), older spellings still accepted (as flags and as config-file keys), choices, whether it is on
+    the command line at all, whether the flag may be given several times (a list[str] field: one item per
+    use, taken as written) and the metavar shown in --help. The argparse type comes from the field's
+    annotation (see cli.add_run_options)."""
     return field(metadata={"help": text, "flag": flag, "aliases": tuple(aliases), "choices": choices, "cli": cli,
-                           "positional": positional}, **kw)
+                           "positional": positional, "repeatable": repeatable, "metavar": metavar}, **kw)
 
 
 @dataclass
