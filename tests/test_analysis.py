@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 DEVICES = ("cpu-a", "cpu-b")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def raw_rows(root: Path) -> list[dict]:
@@ -241,3 +242,33 @@ def test_entry_points_exit_status(two_result_dirs, tmp_path, capsys):
     assert report_main([str(tmp_path / "missing")], str(tmp_path / "r")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all("does not exist" in line for line in err)
+
+
+def test_folders_without_results_are_skipped_with_a_warning(two_result_dirs, tmp_path, capsys):
+    """`compare benchmark_results_final/*` also globs the report folder: skipped with a warning, not fatal."""
+    from infermeter.analysis import compare_main, report_main
+
+    empty = tmp_path / "report-like"
+    empty.mkdir()
+    (empty / "Final_Analysis.xlsx").write_text("")
+    dirs = [str(d) for d in two_result_dirs] + [str(empty)]
+    assert compare_main(dirs, str(tmp_path / "c.xlsx")) == 0
+    assert report_main(dirs, str(tmp_path / "r")) == 0
+    assert (tmp_path / "c.xlsx").is_file() and (tmp_path / "r" / "Final_Analysis.xlsx").is_file()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("warning" in line and str(empty) in line for line in err)
+    assert compare_main([str(empty), str(tmp_path / "missing")]) == 2  # nothing left: one line, exit 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(empty) in err[0] and "does not exist" in err[0]
+
+
+def test_compare_over_the_committed_folders_from_the_cli(tmp_path):
+    import subprocess
+    import sys
+
+    final = ROOT / "benchmark_results_final"
+    res = subprocess.run([sys.executable, "-m", "infermeter", "compare", *map(str, sorted(final.iterdir())),
+                          "--xlsx", str(tmp_path / "gpus.xlsx")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "gpus.xlsx").is_file()
+    assert "warning" in res.stderr and "report" in res.stderr  # the report folder holds no results.csv

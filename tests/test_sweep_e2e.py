@@ -154,6 +154,25 @@ def test_scenarios_through_the_sweep(tmp_path, scenario, extra):
             assert np.isclose(np.percentile(lat, 99), float(r["latency_ms_p99"]), rtol=1e-6)
 
 
+def test_a_server_cell_at_an_unreachable_rate_says_what_it_dropped(tmp_path):
+    """Every measurement reaches results.csv: an arrival rate no CPU can serve shows its dropped requests,
+    the rate really offered and why measuring stopped, beside the telemetry the monitor computed."""
+    model = ROOT / "models" / "example_mlp"
+    status, s, rows = sweep(tmp_path, model=str(model), engines=["onnxruntime"], precisions=["fp32"], batch_sizes=[1],
+                            scenarios=["server"], target_qps=[100000.0], streams=[1], latency_bound_ms=1000.0,
+                            time_s=1.0, iterations=None)
+    (r,) = rows
+    assert r["status"] == "ok", r["error"]
+    served = int(r["iterations"])
+    assert int(r["dropped"]) > 0 and float(r["achieved_qps"]) < 100000.0
+    assert float(r["offered_qps"]) > float(r["achieved_qps"])  # more was issued than could be served
+    assert int(r["late_dispatches"]) >= 0 and r["stop_reason"] == "time"
+    assert r["latency_bound_met"] == "false"  # dropped requests fail the bound whatever the p99
+    assert served == len((s.out_dir / "latency" / f"{r['cell_id']}.csv").read_text().splitlines()) - 1
+    assert float(r["proc_cpu_util_avg_pct"]) > 0
+    assert r["driver"] is None and r["device"] == "cpu"  # no device driver on a CPU run
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not __import__("infermeter.device", fromlist=["nvml_gpus"]).nvml_gpus()[0],
                     reason="no NVIDIA GPU (NVML)")

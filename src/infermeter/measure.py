@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from infermeter.results.schema import empty_row
+from infermeter.results.schema import CellIdentity
 from infermeter.results.writer import atomic_write_csv
 from infermeter.scenarios.registry import run_scenario, scenario_spec
 
@@ -63,18 +63,10 @@ class CellMeasurer:
 
     # ---- rows ---------------------------------------------------------------------------------
     def base_row(self, cell) -> dict:
-        row = empty_row()
-        row.update({
-            "run_id": self.job.run_id, "cell_id": cell.cell_id,
-            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": self.model.name, "weights": self.model.weights_id(), "input_shape": self.model.shape_tag(),
-            "engine": self.job.engine, "precision": self.job.precision, "device": self.dev.kind,
-            "device_name": self.job.device_label, "gpu_id": self.dev.gpu_id, "scenario": cell.scenario,
-            "batch_size": cell.batch_size, "streams": cell.streams, "target_qps": cell.target_qps,
-            "io": self.cfg.io, "build_s": self.engine.build_s, "load_s": self.engine.load_s,
-        })
-        row.update(self.check.row_fields())
-        return row
+        ident = CellIdentity.of(run_id=self.job.run_id, cell=cell, model=self.model, engine=self.job.engine,
+                                precision=self.job.precision, dev=self.dev, device_label=self.job.device_label,
+                                io=self.cfg.io, started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        return ident.row(build_s=self.engine.build_s, load_s=self.engine.load_s, **self.check.row_fields())
 
     def failed_row(self, cell, error: str) -> dict:
         row = self.base_row(cell)
@@ -125,6 +117,8 @@ class CellMeasurer:
             "throughput_items_s": res.throughput_items_s, "achieved_qps": res.achieved_qps,
             "ci95_rel": res.ci95_rel, "latency_bound_ms": cfg.latency_bound_ms if spec.takes_qps else None,
             "latency_bound_met": res.latency_bound_met,
+            # server: how far the offered load was from the asked rate, and what could not be served
+            **{k: res.extra.get(k) for k in ("offered_qps", "dropped", "late_dispatches", "stop_reason")},
         })
         row.update(res.stats)
         row.update(tel.row)

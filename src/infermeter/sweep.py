@@ -21,7 +21,7 @@ from infermeter.plan import Cell, Group, engine_key, plan
 from infermeter.protocol import BadInputFound, CellRow, DiskFull, GroupFailed, Info, Message, WorkerJob
 from infermeter.results.folder import ResultsFolder
 from infermeter.results.metadata import fingerprint
-from infermeter.results.schema import ACCURACY, CHECK, empty_row
+from infermeter.results.schema import ACCURACY, CHECK, CellIdentity
 from infermeter.supervisor import WorkerSupervisor
 
 
@@ -65,9 +65,16 @@ class Sweep:
     def model_options(self, shapes) -> ModelOptions:
         return model_options(self.cfg, shapes)
 
+    @property
+    def driver(self) -> str | None:
+        """The GPU driver version from run.json's fingerprint; None on a CPU (no device driver runs it)."""
+        return ((getattr(self, "fp", None) or {}).get("gpu") or {}).get("driver")
+
     # ---- rows ---------------------------------------------------------------------------------
     def emit(self, row: dict) -> None:
-        row = self.folder.write_row({**row, "parallel_gpus": self.cfg.parallel_gpus})
+        # run-wide identity the worker does not know: the GPU driver (NVML; a CPU run has none) and
+        # how many GPUs ran at once
+        row = self.folder.write_row({**row, "parallel_gpus": self.cfg.parallel_gpus, "driver": self.driver})
         if self.on_row:
             self.on_row(row)
         if self.progress:
@@ -79,15 +86,9 @@ class Sweep:
                                     **self.info})
 
     def skipped_row(self, group: Group, cell: Cell, reason: str) -> dict:
-        row = empty_row()
-        row.update({"run_id": self.run_id, "cell_id": cell.cell_id, "model": group.model.name,
-                    "weights": group.model.weights_id(), "input_shape": group.model.shape_tag(),
-                    "engine": group.engine, "precision": group.precision, "device": self.dev.kind,
-                    "device_name": self.device_label, "gpu_id": self.dev.gpu_id, "scenario": cell.scenario,
-                    "batch_size": cell.batch_size, "streams": cell.streams, "target_qps": cell.target_qps,
-                    "io": self.cfg.io, "status": "skipped", "error": reason,
-                    "check_status": f"not-run: {reason}"})
-        return row
+        ident = CellIdentity.of(run_id=self.run_id, cell=cell, model=group.model, engine=group.engine,
+                                precision=group.precision, dev=self.dev, device_label=self.device_label, io=self.cfg.io)
+        return ident.row(status="skipped", error=reason, check_status=f"not-run: {reason}")
 
     def failed_row(self, group: Group, cell: Cell, error: str) -> dict:
         row = self.skipped_row(group, cell, error)

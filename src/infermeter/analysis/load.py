@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,14 +15,12 @@ from pathlib import Path
 import pandas as pd
 
 from infermeter.errors import BadInput
-from infermeter.results.schema import ACCURACY, CHECK, ENERGY, IDENTITY, MEMORY, TIMING
+from infermeter.results import schema
 from infermeter.results.writer import complete_lines
 
-# Columns that hold text (or true/false) in results.csv; every other schema column is numeric.
-TEXT_COLUMNS = {"run_id", "cell_id", "started_at", "model", "weights", "input_shape", "engine", "precision",
-                "device", "device_name", "parallel_gpus", "scenario", "io", "driver", "latency_bound_met", "energy_pass",
-                "power_field", "throttle_reasons", "energy_source", "check_status", "status", "error"}
-NUMERIC_COLUMNS = [c for c in IDENTITY + TIMING + ENERGY + MEMORY + CHECK + ACCURACY if c not in TEXT_COLUMNS]
+# Columns that hold text (or true/false) in results.csv, and numeric ones, as the schema declares them.
+TEXT_COLUMNS = schema.TEXT_COLUMNS
+NUMERIC_COLUMNS = schema.NUMERIC_COLUMNS
 
 PathLike = str | Path
 
@@ -33,20 +32,31 @@ def _as_paths(dirs: PathLike | Iterable[PathLike]) -> list[Path]:
 
 
 def find_result_dirs(dirs: PathLike | Iterable[PathLike]) -> list[Path]:
-    """Every folder holding a results.csv, at or below each given folder, in a stable order."""
+    """Every folder holding a results.csv, at or below each given folder, in a stable order.
+
+    A given folder with no results (missing, or e.g. a report folder a shell glob picked up) is skipped
+    with a one-line warning on stderr; BadInput only when no folder is left.
+    """
     found: list[Path] = []
+    skipped: list[str] = []
     for d in _as_paths(dirs):
         if not d.exists():
-            raise BadInput(f"results folder {d} does not exist")
+            skipped.append(f"results folder {d} does not exist")
+            continue
         if (d / "results.csv").is_file():
             hits = [d]
         else:
             hits = sorted(p.parent for p in d.rglob("results.csv"))
         if not hits:
-            raise BadInput(f"no results.csv at or below {d}")
+            skipped.append(f"no results.csv at or below {d}")
+            continue
         for h in hits:
             if h.resolve() not in {f.resolve() for f in found}:
                 found.append(h)
+    if not found:
+        raise BadInput("; ".join(skipped) if skipped else "no results folder given")
+    for why in skipped:
+        print(f"infermeter: warning: skipped: {why}", file=sys.stderr)
     return found
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from infermeter.analysis import plots
-from infermeter.analysis.load import find_result_dirs, latest_per_cell, load_results, load_run_info, ok_rows
+from infermeter.analysis.load import latest_per_cell, load_results, load_run_info, ok_rows
 from infermeter.analysis.workbook import write_workbook
 from infermeter.errors import BadInput
 
@@ -318,7 +318,6 @@ def report_main(dirs: Iterable[str], out: str | None = None, min_agreement: floa
         print(f"infermeter report: --min-agreement must be between 0 and 1, got {min_agreement:g}", file=sys.stderr)
         return 2
     try:
-        find_result_dirs(dirs)
         written = build_report(dirs, out or dirs[0], min_agreement=min_agreement)
     except BadInput as e:
         print(f"infermeter report: {e}", file=sys.stderr)

@@ -14,7 +14,7 @@ import math
 import os
 from pathlib import Path
 
-from infermeter.results.schema import FIELDS, normalise
+from infermeter.results.schema import FIELDS, check_keys, normalise
 
 
 def _cell(v) -> str:
@@ -106,6 +106,20 @@ class ResultsCsv:
         self._repair()
         if not self.path.exists() or self.path.stat().st_size == 0:
             self._append_line(",".join(FIELDS) + "\n")
+        else:
+            self._upgrade_header()
+
+    def _upgrade_header(self) -> None:
+        """A results.csv written before columns were added (resume into an old folder): rewritten once with
+        today's header, old rows keeping every value and empty in the new columns. A column today's
+        schema does not know stops here rather than being dropped."""
+        with open(self.path, newline="") as fh:
+            header = next(csv.reader(fh), [])
+        if header == FIELDS:
+            return
+        check_keys(dict.fromkeys(header))
+        rows = read_results(self.path)
+        atomic_write_csv(self.path, FIELDS, ([r.get(f) for f in FIELDS] for r in rows))
 
     def _repair(self) -> None:
         if not self.path.exists():

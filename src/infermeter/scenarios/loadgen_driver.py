@@ -49,10 +49,11 @@ def _import_loadgen():
 
 def run_with_loadgen(name: str, load: Load, budget: Budget, *, target_qps: float | None = None,
                      latency_bound_ms: float | None = None, seed: int = 0,
-                     outdir: str | None = None, on_measure_start: MeasureStart | None = None,
+                     outdir: str | os.PathLike | None = None, on_measure_start: MeasureStart | None = None,
                      concurrent: bool = False) -> ScenarioResult:
     """concurrent: the scenario drives every client at once (it takes --streams); else the first alone."""
     lg = _import_loadgen()
+    outdir = os.fspath(outdir) if outdir is not None else None  # LoadGen's bindings take str only, not a Path
     clients = load.clients if concurrent else load.clients[:1]
     warm = warm_up(clients, load.inputs, budget)
     est_latency_s = _estimate_latency_s(clients, load.inputs, warm)
