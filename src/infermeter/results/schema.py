@@ -149,7 +149,7 @@ class CellIdentity:
     io: str
     started_at: str | None = None
     driver: str | None = None
-    parallel_gpus: int | None = None
+    parallel_gpus: bool | None = None
 
     @classmethod
     def of(cls, *, run_id: str, cell, model, engine: str, precision: str, dev, device_label: str, io: str,
