@@ -23,6 +23,7 @@ PRECISION_ORDER = ("fp32", "tf32", "bf16", "fp16", "int8")
 # what --precisions auto leaves out: bf16 and int8 (int8 builds calibrated artifacts) run only when asked
 NOT_AUTO = ("bf16", "int8")
 IO_MODES = ("host", "device")
+SHAPE_MODES = ("static", "dynamic")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -97,6 +98,10 @@ class RunConfig:
                                                "reserves more address space than any sane limit)", default=None)
     compile_mode: str | None = _help("torch.compile mode (default: max-autotune on cuda, default on cpu)",
                                      choices=COMPILE_MODES, default=None)
+    shape_mode: str = _help("static: every cell runs the engine compiled for that cell's exact input shape (as the "
+                            "engine's own tools run it); dynamic: one artifact compiled for every batch size "
+                            "(the dynamic-batch deployment; its range is recorded in run.json)",
+                            choices=SHAPE_MODES, default="static")
     quiet: bool = _help("no progress bar", default=False)
     model_extra: dict = _help("model-specific options (e.g. tiny BERT sizes for tests)", cli=False,
                               default_factory=dict)
@@ -118,6 +123,8 @@ class RunConfig:
                 raise BadInput(f"--precisions: unknown {p!r}; choose from {', '.join(known)}")
         if self.io not in IO_MODES:
             raise BadInput(f"--io: unknown {self.io!r}; choose from {', '.join(IO_MODES)}")
+        if self.shape_mode not in SHAPE_MODES:
+            raise BadInput(f"--shape-mode: unknown {self.shape_mode!r}; choose from {', '.join(SHAPE_MODES)}")
         for name in ("batch_sizes", "streams"):
             vals = getattr(self, name)
             if vals is None and name == "batch_sizes":

@@ -65,7 +65,8 @@ class CellMeasurer:
     def base_row(self, cell) -> dict:
         ident = CellIdentity.of(run_id=self.job.run_id, cell=cell, model=self.model, engine=self.job.engine,
                                 precision=self.job.precision, dev=self.dev, device_label=self.job.device_label,
-                                io=self.cfg.io, started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                                io=self.cfg.io, started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                shape_mode=self.engine.shape_mode)
         return ident.row(build_s=self.engine.build_s, load_s=self.engine.load_s, **self.check.row_fields())
 
     def failed_row(self, cell, error: str) -> dict:
@@ -90,14 +91,17 @@ class CellMeasurer:
         row = self.base_row(cell)
         staged = self.staged_batches(bs)
 
-        row["first_inference_ms"] = self.first_call(bs)
-
+        # The session compiled for this cell's shape (static) or the one dynamic-batch session, then the
+        # clients (which may compile for their hint, as OpenVINO's THROUGHPUT); both before any timing.
+        self.engine.activate(bs)
         spec = scenario_spec(scenario)
         if spec.engine_offline_clients:
             clients = self.engine.offline_clients()
             row["streams"] = len(clients)  # requests in flight
         else:
             clients = self.engine.make_clients(cell.streams if spec.takes_streams else 1)
+        row["compile_s"] = self.engine.active_compile_s  # the compile of the artifact this cell runs
+        row["first_inference_ms"] = self.first_call(bs)
         load = Load(clients=clients, inputs=lambda i: staged[i % len(staged)], batch_size=bs)
         budget = Budget(warmup=cfg.warmup, warmup_time_s=cfg.warmup_time_s, iterations=cfg.iterations,
                         time_s=cfg.time_s, min_iterations=cfg.min_iterations, target_ci=cfg.target_ci,

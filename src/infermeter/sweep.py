@@ -87,7 +87,8 @@ class Sweep:
 
     def skipped_row(self, group: Group, cell: Cell, reason: str) -> dict:
         ident = CellIdentity.of(run_id=self.run_id, cell=cell, model=group.model, engine=group.engine,
-                                precision=group.precision, dev=self.dev, device_label=self.device_label, io=self.cfg.io)
+                                precision=group.precision, dev=self.dev, device_label=self.device_label, io=self.cfg.io,
+                                shape_mode=self.cfg.shape_mode)
         return ident.row(status="skipped", error=reason, check_status=f"not-run: {reason}")
 
     def failed_row(self, group: Group, cell: Cell, error: str) -> dict:

@@ -124,9 +124,10 @@ def prepare_artifacts(job: WorkerJob, send) -> None:
 
 def _check(engine, model, store, precision: str, batch_sizes: list[int], first_ms: dict[int, float]):
     """Run the engine on the K reference inputs and compare. The chunks are the largest cell batch size
-    that fits in K (so the check's first call is a cell's cold call), else min(K, largest batch); the
-    first call at each chunk size is timed into first_ms: a compile or autotune at a shape's first call
-    is that shape's first_inference_ms, not a cost the check hides."""
+    that fits in K, else the smallest cell batch size; a short chunk is filled up by repeating its rows
+    (their outputs are dropped), so the check runs only shapes the cells run and, with static shapes,
+    compiles nothing the cells would not. The first call at each chunk size is timed into first_ms: a
+    compile or autotune at a shape's first call is that shape's first_inference_ms, not a cost the check hides."""
     import numpy as np
 
     from infermeter.check import compare
@@ -135,16 +136,18 @@ def _check(engine, model, store, precision: str, batch_sizes: list[int], first_m
     inputs, ref = read_reference(store)
     k = len(ref)
     fitting = [b for b in batch_sizes if b <= k]
-    chunk = max(fitting) if fitting else max(1, min(k, max(batch_sizes)))
+    chunk = max(fitting) if fitting else min(batch_sizes)
+    engine.activate(chunk)
     outs = []
     for s in range(0, k, chunk):
-        part = {n: a[s:s + chunk] for n, a in inputs.items()}
-        n = len(next(iter(part.values())))
+        n = min(chunk, k - s)
+        rows = np.arange(s, s + chunk) if n == chunk else s + np.arange(chunk) % n
+        part = {name: np.ascontiguousarray(np.take(a, rows, axis=0)) for name, a in inputs.items()}
         staged = engine.stage(part)
         t0 = time.perf_counter()
         result = engine.infer(staged)
-        if n not in first_ms:
-            first_ms[n] = (time.perf_counter() - t0) * 1e3
+        if chunk not in first_ms:
+            first_ms[chunk] = (time.perf_counter() - t0) * 1e3
         got = engine.to_numpy(result)
         outs.append(np.asarray(got, dtype=np.float64)[:n])
     return compare(ref, np.concatenate(outs, axis=0), precision, model.task)
@@ -158,6 +161,7 @@ def _heldout(engine, model, store, cfg, max_batch: int) -> dict:
     from infermeter.quantization import heldout_accuracy, input_sets
 
     _, held = input_sets(model, cfg.calibration_items, cfg.heldout_items)
+    engine.activate(max_batch)  # the held-out inputs run in batches of max_batch items
     facts = heldout_accuracy(engine, model, store, held, max_batch)
     engine.info["heldout_set"] = {"items": len(held), "sha256": held.sha256,
                                   "fp32_outputs": "onnxruntime CPU execution provider on model.onnx"}
@@ -196,10 +200,13 @@ def run_engine_group(job: WorkerJob, send) -> None:
             monitor.measure_idle(cfg.idle_time_s)
         from infermeter.plan import engine_key
 
-        send(Info(engine={engine_key(job.engine, precision, model.shape_tag()): {
-            "settings": engine.info, "build_s": engine.build_s, "load_s": engine.load_s,
-            "check": {**check.row_fields(), "detail": check.detail}}},
-            telemetry=monitor.run_info()))
+        def engine_info() -> dict:
+            return {engine_key(job.engine, precision, model.shape_tag()): {
+                "settings": engine.info, "build_s": engine.build_s, "load_s": engine.load_s,
+                "shape_mode": engine.shape_mode, "compile_s": {str(k): v for k, v in engine.compile_s.items()},
+                "check": {**check.row_fields(), "detail": check.detail}}}
+
+        send(Info(engine=engine_info(), telemetry=monitor.run_info()))
         from infermeter.measure import CellMeasurer
 
         measurer = CellMeasurer(cfg, dev, model, engine, monitor, check, job, first_ms)
@@ -219,6 +226,7 @@ def run_engine_group(job: WorkerJob, send) -> None:
             send(CellRow(row))
             if cfg.cooldown_s > 0:
                 time.sleep(cfg.cooldown_s)
+        send(Info(engine=engine_info()))  # what the cells compiled (per shape) and how they ran, for run.json
     finally:
         monitor.close()
         engine.close()

@@ -46,6 +46,11 @@ def modules_missing(*modules: str) -> list[str]:
     return [m for m in modules if importlib.util.find_spec(m) is None]
 
 
+SHAPE_MODES = ("static", "dynamic")
+#: the key of the one artifact that serves every batch size in dynamic shape mode
+DYNAMIC = "dynamic"
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     """The options engines read, typed and validated in one place. The worker builds them from the run
@@ -59,12 +64,16 @@ class EngineOptions:
     compile_mode: str | None = None
     #: int8: how many calibration inputs quantization takes, --calibration-items
     calibration_items: int = 64
+    #: "static": one artifact compiled for each cell's exact input shape; "dynamic": one for every batch size
+    shape_mode: str = "static"
 
     def __post_init__(self) -> None:
         if not isinstance(self.streams, int) or self.streams <= 0:
             raise ValueError(f"streams must be a positive integer, got {self.streams!r}")
         if not isinstance(self.calibration_items, int) or self.calibration_items <= 0:
             raise ValueError(f"calibration_items must be a positive integer, got {self.calibration_items!r}")
+        if self.shape_mode not in SHAPE_MODES:
+            raise ValueError(f"shape_mode must be one of {', '.join(SHAPE_MODES)}, got {self.shape_mode!r}")
 
     @classmethod
     def from_config(cls, cfg, **given) -> EngineOptions:
@@ -91,7 +100,21 @@ class EngineContext:
 
 
 class Engine:
-    """Base class. Subclasses set the ClassVars and implement prepare/infer/to_numpy."""
+    """Base class. Subclasses set the ClassVars and implement prepare/infer/to_numpy.
+
+    Shapes: an engine runs as its own tool would, compiled for the exact input shape of the cell
+    (ctx.options.shape_mode "static", the default), or, in "dynamic" mode, one artifact compiled for a
+    range of batch sizes serves them all. The caller names the batch size before running it:
+    `activate(batch)` is called by the check before its chunks and by the measurer before every cell.
+    In static mode the engine compiles for that batch at its first activation and keeps the result in a
+    dict keyed by shape (`by_shape`, for the life of the worker, so a group's cells at one batch size
+    share one compile); in dynamic mode the key is DYNAMIC and one compile serves every batch size.
+    `compile_s[key]` holds each compile's seconds; `active_compile_s` the compile seconds of the artifact
+    serving now, which the measurer records on the cell (never inside timing). Engines that compile
+    lazily at the first call (torch.compile, XLA) make that first call inside `activate`, so the compile
+    is timed there too. After `prepare` the engine is active at `max_batch`, so a prepared engine runs
+    at that batch size without an explicit activation.
+    """
 
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
@@ -109,6 +132,28 @@ class Engine:
         self.build_s: float | None = None  # conversion/compilation wall time
         self.load_s: float | None = None  # load into a ready session
         self.info: dict[str, Any] = {}  # how it is configured, for run.json
+        self.by_shape: dict[Any, Any] = {}  # compiled artifacts: batch size (static) or DYNAMIC -> artifact
+        self.compile_s: dict[Any, float] = {}  # the same keys -> seconds that compile took
+        self.active_compile_s: float | None = None  # compile seconds of the artifact serving now
+        self.batch: int | None = None  # the batch size activated last
+
+    @property
+    def shape_mode(self) -> str:
+        return self.ctx.options.shape_mode
+
+    def shape_key(self, batch: int) -> Any:
+        """The by_shape key that serves `batch`: the batch size itself (static) or DYNAMIC."""
+        return batch if self.shape_mode == "static" else DYNAMIC
+
+    def compiled_for(self, key: Any, compile_fn: Callable[[Any], Any]) -> Any:
+        """The artifact for `key`, compiled by compile_fn(key) at its first use (timed into compile_s)
+        and kept; active_compile_s becomes its compile time."""
+        if key not in self.by_shape:
+            with Stopwatch() as sw:
+                self.by_shape[key] = compile_fn(key)
+            self.compile_s[key] = sw.s
+        self.active_compile_s = self.compile_s[key]
+        return self.by_shape[key]
 
     # ---- availability -------------------------------------------------------------------
     @classmethod
@@ -138,6 +183,11 @@ class Engine:
     # ---- the session --------------------------------------------------------------------
     def prepare(self, model, artifacts, precision: str, max_batch: int) -> None:
         raise NotImplementedError
+
+    def activate(self, batch: int) -> None:
+        """Run inputs of `batch` items from now on (see the class doc). Engines with nothing to compile
+        per shape keep this default, which only remembers the batch."""
+        self.batch = batch
 
     def infer(self, inputs: Any) -> Any:
         """One synchronous inference: returns only when outputs are ready (device synchronised)."""

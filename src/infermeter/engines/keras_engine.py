@@ -1,8 +1,8 @@
 """Keras engines: `keras` calls the Keras model from the store's model.keras, `keras-xla` the same under XLA.
 
-The call is `model(x, training=False)` inside a tf.function with a dynamic-batch input signature:
-one trace serves every batch size, and it avoids predict_on_batch's per-call data-adapter work,
-which dominates small batches. fp16 on a GPU clones the model under the mixed_float16 policy.
+The call is `model(x, training=False)` inside a tf.function whose input signature fixes the batch
+size (one trace per shape; a None batch axis with --shape-mode dynamic); it avoids predict_on_batch's
+per-call data-adapter work, which dominates small batches. fp16 on a GPU clones the model under the mixed_float16 policy.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ class KerasEngine(TFFunctionEngine):
             feed = xs[0] if len(xs) == 1 else dict(zip(names, xs, strict=True))
             return keras_model(feed, training=False)
 
-        self._fn = self._wrap(call, model)
+        self._set_call(call, model)
         self.info["artifact"] = str(artifacts.path("model.keras"))
-        self.info["call"] = "tf.function(model(x, training=False)), dynamic batch signature"
+        self.info["call"] = "tf.function(model(x, training=False)), input_signature per shape"
 
     def close(self) -> None:
         super().close()

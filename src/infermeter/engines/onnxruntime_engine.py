@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from infermeter.engines.base import (
+    DYNAMIC,
     STAGE_SPLIT_HOST_CLOCK,
     Engine,
-    Stopwatch,
     modules_missing,
     register_engine,
 )
@@ -31,6 +31,23 @@ from infermeter.errors import EngineUnavailable
 
 GPU_PACKAGE_HINT = ("install onnxruntime-gpu alone (`pip uninstall onnxruntime` first: with both packages "
                     "installed only the CPU providers remain)")
+
+
+def symbolic_batch_dims(onnx_path: str) -> list[str]:
+    """The names of the graph inputs' symbolic batch dimensions (axis 0 as a dim_param); [] when the
+    batch axes are fixed or unnamed, or onnx is not installed to read them."""
+    if modules_missing("onnx"):
+        return []
+    import onnx
+
+    graph = onnx.load(onnx_path, load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    names = []
+    for inp in graph.input:
+        dims = inp.type.tensor_type.shape.dim
+        if inp.name not in initializers and dims and dims[0].dim_param and dims[0].dim_param not in names:
+            names.append(dims[0].dim_param)
+    return names
 
 
 @register_engine
@@ -89,13 +106,16 @@ class OnnxRuntimeEngine(Engine):
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         providers = self._providers(precision, artifacts, use_trt)
 
-        with Stopwatch() as sw:
-            self.session = ort.InferenceSession(src, sess_options=opts, providers=providers)
-        self.load_s = sw.s
-        wanted = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+        self._src, self._opts, self._provider_list = src, opts, providers
+        self._batch_dims = symbolic_batch_dims(src) if self.shape_mode == "static" else []
+        self.info["shapes"] = (
+            f"one session per batch size, the batch dimension ({', '.join(self._batch_dims)}) fixed by "
+            "SessionOptions.add_free_dimension_override_by_name (as onnxruntime_perf_test -f does): with every "
+            "shape known, ORT plans memory and folds shape computations once, so fixing it can only remove work"
+            if self._batch_dims else "one session for every batch size (the graph's batch axis as exported)")
+        self.activate(max_batch)
+        self.load_s = self.active_compile_s  # the first session's creation is the model's load
         active = self.session.get_providers()
-        if wanted not in active:  # ORT falls back to the CPU silently; a mislabelled cell is worse than none
-            raise EngineUnavailable(f"onnxruntime did not enable {wanted} (active providers: {', '.join(active)})")
         if self.ctx.device == "cuda":
             self.info.update(self._math_facts(precision))
         else:
@@ -111,6 +131,34 @@ class OnnxRuntimeEngine(Engine):
             "graph_optimization_level": "ORT_ENABLE_ALL", "execution_mode": "ORT_SEQUENTIAL",
             "io_binding": self.use_io_binding, "precision": precision,
             "concurrency": "make_clients shares one session; InferenceSession.run is thread-safe"})
+
+    def _session_for(self, key):
+        """An InferenceSession for this shape key: the batch fixed to `key`, or as exported (DYNAMIC)."""
+        import onnxruntime as ort
+
+        opts = self._opts
+        if key != DYNAMIC and self._batch_dims:
+            opts = ort.SessionOptions()  # options are copied field by field: the overrides are per session
+            for attr in ("graph_optimization_level", "intra_op_num_threads", "inter_op_num_threads",
+                         "execution_mode"):
+                setattr(opts, attr, getattr(self._opts, attr))
+            for dim in self._batch_dims:
+                opts.add_free_dimension_override_by_name(dim, int(key))
+        session = ort.InferenceSession(self._src, sess_options=opts, providers=self._provider_list)
+        wanted = self._provider_list[0]
+        wanted = wanted[0] if isinstance(wanted, tuple) else wanted
+        active = session.get_providers()
+        if wanted not in active:  # ORT falls back to the CPU silently; a mislabelled cell is worse than none
+            raise EngineUnavailable(f"onnxruntime did not enable {wanted} (active providers: {', '.join(active)})")
+        return session
+
+    def activate(self, batch: int) -> None:
+        self.batch = batch
+        self.session = self.compiled_for(self.shape_key(batch), self._session_for)
+
+    def session_input_shapes(self) -> dict[str, list]:
+        """The input shapes of the session serving now, as ORT reports them."""
+        return {i.name: list(i.shape) for i in self.session.get_inputs()}
 
     def _providers(self, precision: str, artifacts, use_trt: bool) -> list:
         if self.ctx.device != "cuda":
@@ -200,6 +248,7 @@ class OnnxRuntimeEngine(Engine):
 
     def close(self) -> None:
         self.session = None
+        self.by_shape.clear()
 
 
 @register_engine

@@ -1,10 +1,13 @@
 """OpenVINO: the ONNX export converted once to OpenVINO IR (cached in the store), compiled for the CPU.
 
+Shapes: with static shapes (the default) the model is reshaped to each cell's exact batch and compiled
+for it, as benchmark_app -shape [8,...] runs it; in dynamic mode one compile covers batch 1..max_batch.
+Compiled models are kept per (shape, hint) for the life of the worker; info["compiled_shapes"] lists them.
+
 Clients and streams: the compiled model's configuration follows the number of clients. One client
 compiles with PERFORMANCE_HINT=LATENCY; n > 1 clients compile with PERFORMANCE_HINT=THROUGHPUT and
-NUM_STREAMS=n, each client owning its own InferRequest. `prepare` compiles for ctx.options.streams
-(default 1) and `make_clients(n)` recompiles only when n differs, so a worker that passes the hint
-never pays a second compilation (a recompilation's time is recorded in info["recompile_s"]).
+NUM_STREAMS=n, each client owning its own InferRequest; offline compiles with THROUGHPUT and OpenVINO's own
+stream count and drives its optimal number of requests. The first activation uses ctx.options.streams.
 
 int8: NNCF post-training quantization (nncf.quantize) of the fp32 IR on the shared calibration set,
 cached as its own IR folder (name carries the calibration set's hash); compiled with inference precision
@@ -22,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from infermeter.engines.base import Engine, Stopwatch, modules_missing, register_engine
+from infermeter.engines.base import DYNAMIC, Engine, Stopwatch, modules_missing, register_engine
 from infermeter.engines.onnx_common import feed_names, onnx_path_of
 
 IR_ARTIFACT = "openvino_ir"  # a folder: model.xml + model.bin, float32 weights
@@ -141,43 +144,62 @@ class OpenVinoEngine(Engine):
         with Stopwatch() as sw:
             self.core = ov.Core()
             self.ov_model = self.core.read_model(str(ir_dir / "model.xml"))
-            self._reshape_dynamic_batch(model)
-            self.precision = precision
-            self.ov_device = OV_DEVICE[self.ctx.device]
-            self.streams = self.ctx.options.streams
-            self._compile(self.streams)
-        self.load_s = sw.s
-        self.input_names = [p.get_any_name() for p in self.compiled.inputs]
+            self.dims = self._input_dims(model)
+        self.load_s = sw.s  # reading the IR; each compile is timed into compile_s by the shape it serves
+        self.precision = precision
+        self.ov_device = OV_DEVICE[self.ctx.device]
+        self.streams = self.ctx.options.streams
+        self.max_batch = max_batch
+        self.compiled = self.request = None
+        self.input_names = [p.get_any_name() for p in self.ov_model.inputs]
         self.feed_names = feed_names(self.input_names, model)
-        self.n_outputs = len(self.compiled.outputs)
+        self.n_outputs = len(self.ov_model.outputs)
         self.info.update({"openvino_version": ov.get_version(), "ir": str(ir_dir), "device": self.ov_device,
-                          "clients_policy": "recompiled to NUM_STREAMS=n when make_clients(n) differs from "
-                                            "ctx.options.streams"})
+                          "shape_mode": self.shape_mode, "compiled_shapes": {},
+                          "clients_policy": "one compiled model per (input shape, hint): LATENCY for one client, "
+                                            "THROUGHPUT with NUM_STREAMS=n for n clients, THROUGHPUT with "
+                                            "OpenVINO's own stream count and optimal number of requests offline"})
 
-    def _reshape_dynamic_batch(self, model) -> None:
-        """Non-batch axes the ONNX leaves open are fixed from the model's input specs (static inner shapes
-        compile to faster CPU kernels); the batch axis stays dynamic, so one compiled model serves every batch."""
-        import openvino as ov
-
+    def _input_dims(self, model) -> dict[str, list[int]]:
+        """Each input's dims: fixed as the ONNX has them, open non-batch axes from the model's input specs
+        (static inner shapes compile to faster CPU kernels), -1 where the batch axis is open."""
         specs = {s.name: s for s in model.input_specs()}
         spec_of = feed_names([p.get_any_name() for p in self.ov_model.inputs], model)
-        shapes = {}
+        dims = {}
         for port in self.ov_model.inputs:
             shape = port.get_partial_shape()
-            dims = [shape[i] for i in range(shape.rank.get_length())]
+            got = [shape[i].get_length() if shape[i].is_static else -1 for i in range(shape.rank.get_length())]
             spec = specs.get(spec_of[port.get_any_name()])
-            if spec is not None and len(spec.shape) == len(dims):
-                dims = [d if d.is_static else ov.Dimension(spec.shape[i]) for i, d in enumerate(dims)]
-            # axis 0 stays as the ONNX has it: dynamic (-1) for a dynamic-batch export; a graph that fixes
-            # its batch size keeps it (the model refuses other batch sizes, and reshaping it could break it)
-            shapes[port] = ov.PartialShape(dims)
-        self.ov_model.reshape(shapes)
+            if spec is not None and len(spec.shape) == len(got):
+                got = [d if d >= 0 else spec.shape[i] for i, d in enumerate(got)]
+            dims[port.get_any_name()] = [got[0], *got[1:]]
+        return dims
 
-    def _compile(self, streams: int) -> None:
+    def _shapes_for(self, shape_key) -> dict:
+        """name -> PartialShape: the exact batch (static), or batch 1..max_batch (dynamic). A graph that
+        fixes its batch size keeps it (the model refuses other batch sizes, and reshaping could break it)."""
+        import openvino as ov
+
+        shapes = {}
+        for name, dims in self.dims.items():
+            batch = dims[0]
+            if batch < 0:
+                batch = ov.Dimension(1, self.max_batch) if shape_key == DYNAMIC else ov.Dimension(shape_key)
+            else:
+                batch = ov.Dimension(batch)
+            shapes[name] = ov.PartialShape([batch, *[ov.Dimension(d) for d in dims[1:]]])
+        return shapes
+
+    def _compile(self, key):
+        """Reshape the model to the key's shape and compile it with the key's hint: streams == 1 is
+        LATENCY, THROUGHPUT_AUTO is THROUGHPUT with OpenVINO's stream count, n is THROUGHPUT with n streams."""
         import openvino as ov
         import openvino.properties as props
         import openvino.properties.hint as hints
 
+        shape_key, streams = key
+        shapes = self._shapes_for(shape_key)
+        self.ov_model.reshape(shapes)
         config = {props.inference_num_threads: self.ctx.threads,
                   hints.inference_precision: getattr(ov.Type, OV_PRECISION[self.precision])}
         if streams == 1:
@@ -186,24 +208,44 @@ class OpenVinoEngine(Engine):
             config[hints.performance_mode] = hints.PerformanceMode.THROUGHPUT
             if streams != THROUGHPUT_AUTO:
                 config[props.streams.num] = streams
-        self.compiled = self.core.compile_model(self.ov_model, self.ov_device, config)
-        self.streams = streams
-        self.request = self.compiled.create_infer_request()
-        got = self.compiled.get_property(hints.inference_precision)
+        compiled = self.core.compile_model(self.ov_model, self.ov_device, config)
+        got = compiled.get_property(hints.inference_precision)
         if got != getattr(ov.Type, OV_PRECISION[self.precision]):  # the CPU may quietly choose another type
             raise RuntimeError(f"OpenVINO compiled for {got} although {self.precision} was asked")
         if self.precision == "int8":
-            layers = _int8_layers(self.compiled)
+            layers = _int8_layers(compiled)
             if not layers:  # quantization that the plugin ignored would measure fp32 under an int8 label
                 raise RuntimeError("the compiled int8 model runs no layer in int8")
             self.info["int8_layers"] = layers
+        self.info["compiled_shapes"][str(shape_key)] = {n: str(p) for n, p in shapes.items()}
+        return compiled, compiled.create_infer_request()
+
+    def _use(self, streams: int) -> None:
+        """Make the compiled model for the active shape and this hint current (compiled at its first use)."""
+        import openvino.properties as props
+        import openvino.properties.hint as hints
+
+        if self.batch is None:
+            self.activate(self.max_batch)
+        self.compiled, self.request = self.compiled_for((self.shape_key(self.batch), streams), self._compile)
+        self.streams = streams
         self.info.update({"performance_hint": str(self.compiled.get_property(hints.performance_mode)),
                           "num_streams": int(self.compiled.get_property(props.streams.num)),
                           "inference_num_threads": int(self.compiled.get_property(props.inference_num_threads)),
-                          "inference_precision": got.get_type_name()})
+                          "inference_precision": self.compiled.get_property(hints.inference_precision).get_type_name()})
+
+    def activate(self, batch: int) -> None:
+        self.batch = batch
+        self._use(self.streams)
+
+    def compiled_input_shapes(self) -> dict[str, str]:
+        """The input shapes of the compiled model serving now, as OpenVINO reports them."""
+        return {p.get_any_name(): str(p.get_partial_shape()) for p in self.compiled.inputs}
 
     # ---- inference ------------------------------------------------------------------------------
     def stage(self, inputs: dict[str, np.ndarray]) -> Any:
+        if self.batch is None:  # nobody activated a shape: the first inputs staged name it
+            self.activate(len(next(iter(inputs.values()))))
         return {name: np.ascontiguousarray(inputs[key]) for name, key in self.feed_names.items()}
 
     def infer(self, inputs: Any) -> list[np.ndarray]:
@@ -222,22 +264,18 @@ class OpenVinoEngine(Engine):
         as OpenVINO reports optimal (what benchmark_app does in throughput mode)."""
         import openvino.properties as props
 
-        if self.streams != THROUGHPUT_AUTO:
-            with Stopwatch() as sw:
-                self._compile(THROUGHPUT_AUTO)
-            self.info["recompile_s"] = sw.s
+        self._use(THROUGHPUT_AUTO)
         n = int(self.compiled.get_property(props.optimal_number_of_infer_requests))
         self.info["offline_requests"] = n
+        self.info["offline_api"] = f"{n} InferRequests, each start_async + wait in its own client thread"
         requests = [self.request] + [self.compiled.create_infer_request() for _ in range(n - 1)]
         return [functools.partial(self._run, r) for r in requests]
 
     def make_clients(self, n: int):
-        if n != self.streams:
-            with Stopwatch() as sw:
-                self._compile(n)
-            self.info["recompile_s"] = sw.s
+        self._use(n)
         requests = [self.request] + [self.compiled.create_infer_request() for _ in range(n - 1)]
         return [functools.partial(self._run, r) for r in requests]
 
     def close(self) -> None:
         self.request = self.compiled = None
+        self.by_shape.clear()

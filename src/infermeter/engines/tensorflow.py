@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from infermeter.engines.base import Engine, EngineContext, register_engine
+from infermeter.engines.base import DYNAMIC, Engine, EngineContext, register_engine
 from infermeter.engines.math_mode import float32_artifact
 from infermeter.errors import EngineUnavailable
 
@@ -73,11 +73,11 @@ def set_tf_math(precision: str) -> dict:
             else "heuristic (TF_CUDNN_USE_AUTOTUNE=0 in the environment)"}
 
 
-def input_signature(model) -> list:
-    """TensorSpecs for the model's inputs with a dynamic batch axis (one trace for every batch size)."""
+def input_signature(model, batch: int | None = None) -> list:
+    """TensorSpecs for the model's inputs with this batch size on axis 0 (None: a dynamic batch axis)."""
     import tensorflow as tf
 
-    return [tf.TensorSpec((None, *s.shape[1:]), s.dtype, name=s.name) for s in model.input_specs()]
+    return [tf.TensorSpec((batch, *s.shape[1:]), s.dtype, name=s.name) for s in model.input_specs()]
 
 
 def host_outputs(out: Any) -> Any:
@@ -117,13 +117,37 @@ class TFFunctionEngine(Engine):
             self.info["fp16"] = FP16_NOTE
         self.info.update(set_tf_math(precision))
 
-    def _wrap(self, call, model):
-        """tf.function with XLA on or explicitly off (so TF_XLA_FLAGS auto-clustering cannot blur `tf`)."""
+    def _set_call(self, call, model) -> None:
+        """The Python callable to trace. With static shapes each batch size gets its own tf.function whose
+        input_signature fixes that batch (one concrete function per shape); dynamic mode traces one with
+        a None batch axis for every batch size."""
+        self._call, self._model = call, model
+        self._fn = None
+        self.info["signature"] = "exact batch per shape" if self.shape_mode == "static" else "None batch axis"
+
+    def activate(self, batch: int) -> None:
+        self.batch = batch
+        self._fn = self.compiled_for(self.shape_key(batch), self._trace)
+
+    def _trace(self, key):
+        """Trace for this shape and make the first call, where TensorFlow optimises the graph (and XLA
+        compiles it), so that cost is compile_s, not a measured call. XLA on or explicitly off, so
+        TF_XLA_FLAGS auto-clustering cannot blur `tf`."""
         import tensorflow as tf
 
-        return tf.function(call, jit_compile=self.jit_compile, input_signature=input_signature(model))
+        fn = tf.function(self._call, jit_compile=self.jit_compile,
+                         input_signature=input_signature(self._model, None if key == DYNAMIC else key))
+        batch = max(2, self.batch) if key == DYNAMIC else key
+        example = self._model.make_batch(self._model.sample_pool(batch), batch, 0)
+        with tf.device(self._device):
+            host_outputs(fn(*[example[n] for n in self._names]))
+        self.info.setdefault("traced_input_shapes", {})[str(key)] = [
+            str(t.shape) for t in fn.get_concrete_function().structured_input_signature[0]]
+        return fn
 
     def stage(self, inputs: dict[str, np.ndarray]) -> Any:
+        if self.batch is None:  # nobody activated a shape: the first inputs staged name it
+            self.activate(len(next(iter(inputs.values()))))
         if self.ctx.io != "device":
             return inputs  # host arrays: the copy to the device happens inside `infer`, inside timing
         import tensorflow as tf
@@ -143,6 +167,7 @@ class TFFunctionEngine(Engine):
 
     def close(self) -> None:
         self._fn = None
+        self.by_shape.clear()
 
 
 @register_engine
@@ -176,7 +201,7 @@ class TFSavedModelEngine(TFFunctionEngine):
             keys = list(keys)  # one input under another name: positional mapping is unambiguous
         else:
             keys = list(self._names)
-        self._fn = self._wrap(lambda *xs: signature(**dict(zip(keys, xs, strict=True))), model)
+        self._set_call(lambda *xs: signature(**dict(zip(keys, xs, strict=True))), model)
         self.load_s = time.perf_counter() - t0
         self.info["call"] = "tf.saved_model.load(...).signatures['serving_default'] inside tf.function"
 

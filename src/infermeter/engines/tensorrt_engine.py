@@ -1,7 +1,9 @@
 """TensorRT 10 and 11: an engine built from the ONNX export, cached in the store as a serialized plan.
 
-One optimisation profile: the model folder's tensorrt_profile where it gives one (a dynamic-shape
-engine, as the folder's author sized it), else batch 1..max_batch (opt = max_batch). Buffers are torch CUDA tensors, and each call runs execute_async_v3 on a
+Static shapes (the default): one plan per batch size, its profile min = opt = max = that batch (as
+trtexec --shapes builds it), cached per shape. --shape-mode dynamic: one plan, one optimisation profile:
+the model folder's tensorrt_profile where it gives one (a dynamic-shape engine, as the folder's author
+sized it), else batch 1..max_batch (opt = max_batch). Buffers are torch CUDA tensors, and each call runs execute_async_v3 on a
 CUDA stream, then synchronises that stream.
 
 Precision (read against the TensorRT 10.x and 11.4 Python APIs):
@@ -32,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from infermeter.engines.base import (
+    DYNAMIC,
     STAGE_SPLIT_CUDA_EVENTS,
     Engine,
     Stopwatch,
@@ -172,59 +175,82 @@ class TensorRTEngine(Engine):
             qdq_build_s = artifacts.built[Path(onnx_path).name] if built else 0.0
             self.info.update(quantization_facts(calib, "explicit quantization of the onnxruntime.quantization "
                                                 "QDQ graph", **QDQ_SETTINGS))
-        profiles = self._profiles(model, onnx_path, max_batch)
-        self.min_batch = max(lo[0] for lo, _, _ in profiles.values())
-        self.max_batch = min(hi[0] for _, _, hi in profiles.values())
-        settings = {"precision": precision, "tf32": precision == "tf32", "fp16_flag": fp16_by_flag,
-                    "strongly_typed": major >= 11, "workspace_bytes": WORKSPACE_BYTES,
-                    "profiles": {n: [list(x) for x in p] for n, p in profiles.items()}, "onnx": Path(onnx_path).name}
-        gpu_name = torch.cuda.get_device_name(self.device)
-        cc = "{}.{}".format(*torch.cuda.get_device_capability(self.device))
-        key = plan_cache_key(gpu_name, cc, trt.__version__, settings)
-        plan_name = f"tensorrt_{precision}_{key}.plan"
-
+        self._plan_args = (model, artifacts, onnx_path, precision, fp16_by_flag, major)
+        self.max_batch = max_batch
         self.runtime = trt.Runtime(_logger())
-        self.build_s = 0.0
-        for attempt in (1, 2):
-            cached = artifacts.get(plan_name) is not None
-            plan = artifacts.build(plan_name, lambda tmp: self._build_plan(
-                onnx_path, tmp, profiles, precision, fp16_by_flag, major))
-            if not cached:
-                self.build_s = artifacts.built[plan_name]
-            self.build_s += qdq_build_s
-            with Stopwatch() as sw:
-                self.engine = self.runtime.deserialize_cuda_engine(Path(plan).read_bytes())
-            if self.engine is not None:
-                break
-            if attempt == 2:
-                raise RuntimeError(f"TensorRT could not deserialize the plan it just built ({plan})")
-            # Built by another TensorRT version or for another GPU: drop it and build afresh.
-            Path(plan).unlink()
-        self.load_s = sw.s
-
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
-        self.input_names = [n for n in names if is_input[n]]
-        self.output_names = [n for n in names if not is_input[n]]
-        self.feed_names = feed_names(self.input_names, model)
-        self.dtypes = {n: _torch_dtype(trt, self.engine.get_tensor_dtype(n)) for n in names}
-        self.context = self.engine.create_execution_context()
-        self.stream = torch.cuda.Stream(self.device)
-        self.info.update({"tensorrt_version": trt.__version__, "plan": str(plan), "precision": precision,
+        self.activate(max_batch)
+        # the first plan's build and load (each plan's, this one too, is in compile_s by its shape)
+        self.build_s, self.load_s = self._first_build_s + qdq_build_s, self._first_load_s
+        self.info.update({"tensorrt_version": trt.__version__, "precision": precision,
                           "fp16_mode": ("BuilderFlag.FP16 (weak typing, TensorRT 10)" if fp16_by_flag
                                         else "fp16 ONNX graph (strong typing, TensorRT 11)")
-                          if precision == "fp16" else "", "profile_max_batch": self.max_batch,
-                          "plan_cache_key": {"key": key, "gpu": gpu_name, "compute_capability": cc, **settings},
+                          if precision == "fp16" else "",
+                          "shape_mode": self.shape_mode,
                           "math_mode": getattr(self, "_math_mode", "as built earlier (plan from the cache): "
                                                f"BuilderFlag.TF32 {'set' if precision == 'tf32' else 'cleared'}"),
                           "cudnn_algo_search": "TensorRT times its own tactics at build",
                           "io": self.ctx.io, "clients": "one execution context and CUDA stream per client"})
 
-    def _profiles(self, model, onnx_path: str, max_batch: int) -> dict[str, tuple[tuple[int, ...], ...]]:
-        """{input: (min, opt, max)}: the model folder's tensorrt_profile where it gives one (checked to
-        hold max_batch), else batch 1..max_batch with opt = max_batch and the other axes fixed."""
+    def activate(self, batch: int) -> None:
+        self.batch = batch
+        (self.engine, self.context, self.stream, self.min_batch,
+         self.max_plan_batch) = self.compiled_for(self.shape_key(batch), self._load_plan)
+
+    def _load_plan(self, key) -> tuple:
+        """The plan for this shape key (min = opt = max = the batch with static shapes; batch 1..max_batch
+        in dynamic mode), built once into the artifact store and deserialised into an engine with its
+        execution context and stream."""
+        trt, torch = self.trt, self.torch
+        model, artifacts, onnx_path, precision, fp16_by_flag, major = self._plan_args
+        profiles = self._profiles(model, onnx_path, key)
+        settings = {"precision": precision, "tf32": precision == "tf32", "fp16_flag": fp16_by_flag,
+                    "strongly_typed": major >= 11, "workspace_bytes": WORKSPACE_BYTES,
+                    "profiles": {n: [list(x) for x in p] for n, p in profiles.items()}, "onnx": Path(onnx_path).name}
+        gpu_name = torch.cuda.get_device_name(self.device)
+        cc = "{}.{}".format(*torch.cuda.get_device_capability(self.device))
+        plan_key = plan_cache_key(gpu_name, cc, trt.__version__, settings)
+        plan_name = f"tensorrt_{precision}_{plan_key}.plan"
+        build_s = 0.0
+        for attempt in (1, 2):
+            cached = artifacts.get(plan_name) is not None
+            plan = artifacts.build(plan_name, lambda tmp: self._build_plan(
+                onnx_path, tmp, profiles, precision, fp16_by_flag, major))
+            if not cached:
+                build_s = artifacts.built[plan_name]
+            with Stopwatch() as sw:
+                engine = self.runtime.deserialize_cuda_engine(Path(plan).read_bytes())
+            if engine is not None:
+                break
+            if attempt == 2:
+                raise RuntimeError(f"TensorRT could not deserialize the plan it just built ({plan})")
+            # Built by another TensorRT version or for another GPU: drop it and build afresh.
+            Path(plan).unlink()
+        if not hasattr(self, "_first_build_s"):
+            self._first_build_s, self._first_load_s = build_s, sw.s
+            names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+            is_input = {n: engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
+            self.input_names = [n for n in names if is_input[n]]
+            self.output_names = [n for n in names if not is_input[n]]
+            self.feed_names = feed_names(self.input_names, model)
+            self.dtypes = {n: _torch_dtype(trt, engine.get_tensor_dtype(n)) for n in names}
+        self.info.setdefault("plans", {})[str(key)] = {
+            "plan": str(plan), "profiles": settings["profiles"], "built_s": build_s,
+            "plan_cache_key": {"key": plan_key, "gpu": gpu_name, "compute_capability": cc}}
+        self.info["profile_max_batch"] = max(hi[0] for _, _, hi in profiles.values())
+        return (engine, engine.create_execution_context(), torch.cuda.Stream(self.device),
+                max(lo[0] for lo, _, _ in profiles.values()), min(hi[0] for _, _, hi in profiles.values()))
+
+    def profile_shapes(self) -> dict[str, list]:
+        """(min, opt, max) of every input in the active plan's profile 0, as TensorRT reports it."""
+        return {n: [list(s) for s in self.engine.get_tensor_profile_shape(n, 0)] for n in self.input_names}
+
+    def _profiles(self, model, onnx_path: str, key) -> dict[str, tuple[tuple[int, ...], ...]]:
+        """{input: (min, opt, max)}. Static shapes: min = opt = max = the batch, other axes from the input
+        spec. Dynamic: the model folder's tensorrt_profile where it gives one (checked to hold max_batch),
+        else batch 1..max_batch with opt = max_batch. A graph that fixes its batch keeps it."""
         import onnx
 
+        max_batch = self.max_batch
         given = model.tensorrt_profiles() if hasattr(model, "tensorrt_profiles") else None
         graph = onnx.load(onnx_path, load_external_data=False).graph
         init = {i.name for i in graph.initializer}
@@ -234,18 +260,30 @@ class TensorRTEngine(Engine):
         specs = {s.name: s for s in model.input_specs()}
         out = {}
         for name, shape in shapes.items():
-            if given is not None and spec_of[name] in given:
-                lo, opt, hi = (tuple(int(v) for v in p) for p in given[spec_of[name]])
+            given_p = given.get(spec_of[name]) if given is not None else None
+            if given_p is not None and key == DYNAMIC:
+                lo, opt, hi = (tuple(int(v) for v in p) for p in given_p)
                 if shape[0] < 0 and hi[0] < max_batch:
                     raise RuntimeError(f"the model's tensorrt_profile for {spec_of[name]} stops at batch {hi[0]}, "
                                        f"below the largest batch size asked for ({max_batch})")
                 self.info["profile_source"] = "model folder's tensorrt_profile"
                 out[name] = (lo, opt, hi)
                 continue
-            rest = self._fixed_dims(name, shape, specs.get(spec_of[name]))
-            low, high = (shape[0], shape[0]) if shape[0] > 0 else (1, max_batch)
-            out[name] = ((low, *rest), (high, *rest), (high, *rest))
-            self.info.setdefault("profile_source", "batch 1..max batch, opt = max")
+            try:
+                rest = self._fixed_dims(name, shape, specs.get(spec_of[name]))
+            except RuntimeError:
+                if given_p is None:
+                    raise
+                rest = tuple(int(v) for v in given_p[1][1:])  # the folder profile's opt shape past the batch
+            if shape[0] > 0:
+                low = opt = high = shape[0]
+            elif key == DYNAMIC:
+                low, opt, high = 1, max_batch, max_batch
+            else:
+                low = opt = high = key
+            out[name] = ((low, *rest), (opt, *rest), (high, *rest))
+            self.info["profile_source"] = ("min = opt = max = the cell's batch (static shapes)" if key != DYNAMIC
+                                           else "batch 1..max batch, opt = max")
         return out
 
     def _build_plan(self, onnx_path: str, out: Path, profiles: dict, precision: str, fp16_flag: bool,
@@ -305,9 +343,9 @@ class TensorRTEngine(Engine):
             on_device = {n: t.to(self.device, non_blocking=True) for n, t in staged.items()}
             for name, t in on_device.items():
                 batch = t.shape[0]
-                if not self.min_batch <= batch <= self.max_batch:
+                if not self.min_batch <= batch <= self.max_plan_batch:
                     raise ValueError(f"batch {batch} is outside the engine's profile "
-                                     f"{self.min_batch}..{self.max_batch}")
+                                     f"{self.min_batch}..{self.max_plan_batch}")
                 context.set_input_shape(name, tuple(t.shape))
                 context.set_tensor_address(name, t.data_ptr())
             outputs = []
@@ -357,3 +395,4 @@ class TensorRTEngine(Engine):
 
     def close(self) -> None:
         self.context = self.engine = self.runtime = None
+        self.by_shape.clear()

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from infermeter.engines.base import (
+    DYNAMIC,
     STAGE_SPLIT_CUDA_EVENTS,
     Engine,
     Stopwatch,
@@ -35,6 +36,8 @@ from infermeter.engines.base import (
     register_engine,
 )
 from infermeter.engines.onnx_common import feed_names, onnx_input_names, onnx_path_of
+
+RECOMPILE_LIMIT = 64  # compiled shapes per code object TorchDynamo keeps before falling back to eager
 
 
 def _torch_has_cuda_build() -> bool:
@@ -137,6 +140,7 @@ class _TorchEngineBase(Engine):
         self.device = torch.device("cuda:0" if self.ctx.device == "cuda" else "cpu")
         self.half = precision == "fp16"
         self.precision = precision
+        self.model, self.max_batch = model, max_batch  # examples for the shapes activate() compiles
         self.info.update(set_torch_math(torch, precision, self.device.type == "cuda"))
         self.build_s = 0.0
 
@@ -349,12 +353,43 @@ class TorchCompileEngine(_TorchEngineBase):
     def _build_callable(self, module, example_args: tuple):
         import torch
 
+        self.graphs: dict = {}  # shape key -> graphs TorchDynamo compiled at its activation
+        self.info["graphs_compiled"] = {}
         if self.precision == "int8":
             return self._int8_callable(module, example_args)
-        # Compilation happens at the first call, which the worker times as first_inference_ms.
         mode = self.ctx.options.compile_mode or ("max-autotune" if self.device.type == "cuda" else "default")
-        self.info["compile_mode"] = mode
-        return torch.compile(module, mode=mode)
+        static = self.shape_mode == "static"
+        # static: dynamic=False specialises every graph to its input shape, so automatic dynamic shapes
+        # never turns the second batch size into a dynamic-batch graph; each batch size is its own compile,
+        # and the recompile limit must not stop a sweep's batch sizes from getting theirs.
+        torch._dynamo.config.automatic_dynamic_shapes = not static
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+        self.info.update({"compile_mode": mode, "dynamic": not static})
+        if not static:
+            self.info["dynamic_note"] = ("one dynamic graph for batch sizes >= 2; batch 1 gets its own graph "
+                                         "(TorchDynamo specialises sizes 0 and 1)")
+        return torch.compile(module, mode=mode, dynamic=not static)
+
+    def activate(self, batch: int) -> None:
+        """Compile for this shape now (torch.compile compiles at the first call), so the compile is timed
+        into compile_s, not into the first measured call."""
+        self.batch = batch
+        if self.shape_mode == "dynamic" and batch == 1:
+            key = 1  # TorchDynamo specialises batch 1 even in a dynamic graph
+        else:
+            key = self.shape_key(batch)
+        self.compiled_for(key, self._compile_shape)
+
+    def _compile_shape(self, key):
+        from torch._dynamo.utils import counters
+
+        batch = max(2, self.max_batch) if key == DYNAMIC else key
+        staged = self.stage(self.model.make_batch(self.model.sample_pool(batch), batch, 0))
+        before = counters["stats"]["unique_graphs"]
+        self._run_to_host(staged)
+        self.graphs[key] = counters["stats"]["unique_graphs"] - before
+        self.info["graphs_compiled"][str(key)] = self.graphs[key]
+        return key
 
     def _int8_callable(self, module, example_args: tuple):
         """PT2E: export, insert the X86InductorQuantizer's observers, calibrate, convert, compile with

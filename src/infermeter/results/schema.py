@@ -43,7 +43,9 @@ COLUMNS: tuple[Column, ...] = tuple(
           ("streams", int, "", "concurrent clients (offline: requests in flight)"),
           ("target_qps", float, "queries/s", "server: the Poisson arrival rate asked for"),
           ("io", str, "", "host or device: where inputs live before each call"),
-          ("driver", str, "", "GPU driver version (NVML); empty on a CPU, which runs through no device driver"))
+          ("driver", str, "", "GPU driver version (NVML); empty on a CPU, which runs through no device driver"),
+          ("shape_mode", str, "", "static: the engine compiled for this cell's exact input shape; dynamic: one "
+                                  "artifact for every batch size (--shape-mode)"))
     + _cols("timing",
             ("iterations", int, "requests", "timed requests"),
             ("items", int, "items", "timed items (requests x batch)"),
@@ -67,6 +69,8 @@ COLUMNS: tuple[Column, ...] = tuple(
             ("latency_bound_met", bool, "", "server: p99 within the bound and nothing dropped"),
             ("build_s", float, "s", "one-off artifact build (conversion, engine plan); 0 when cached"),
             ("load_s", float, "s", "one-off session creation / compilation"),
+            ("compile_s", float, "s", "one-off compile of the artifact this cell ran (its shape and settings; "
+                                      "shared by the cells that run the same one), never inside timing"),
             ("first_inference_ms", float, "ms", "the cold first call at this batch size (compile, autotune)"),
             ("h2d_ms", float, "ms", "GPU: host-to-device copy, median"),
             ("compute_ms", float, "ms", "GPU: compute, median"),
@@ -150,15 +154,17 @@ class CellIdentity:
     started_at: str | None = None
     driver: str | None = None
     parallel_gpus: bool | None = None
+    shape_mode: str | None = None
 
     @classmethod
     def of(cls, *, run_id: str, cell, model, engine: str, precision: str, dev, device_label: str, io: str,
-           started_at: str | None = None) -> CellIdentity:
+           started_at: str | None = None, shape_mode: str | None = None) -> CellIdentity:
         """From the sweep's objects: a Cell, a Model, a DeviceInfo."""
         return cls(run_id=run_id, cell_id=cell.cell_id, model=model.name, weights=model.weights_id(),
                    input_shape=model.shape_tag(), engine=engine, precision=precision, device=dev.kind,
                    device_name=device_label, gpu_id=dev.gpu_id, scenario=cell.scenario, batch_size=cell.batch_size,
-                   streams=cell.streams, target_qps=cell.target_qps, io=io, started_at=started_at)
+                   streams=cell.streams, target_qps=cell.target_qps, io=io, started_at=started_at,
+                   shape_mode=shape_mode)
 
     def row(self, **fields) -> dict:
         """A full row: this identity, the given fields, every other column empty."""

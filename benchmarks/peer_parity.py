@@ -1,0 +1,289 @@
+"""infermeter against each engine's own benchmarking tool, side by side, on the same model file and shapes.
+
+    python benchmarks/peer_parity.py [--model mobilenet_v3_large] [--batches 1,8] [--seconds 10]
+                                     [--rounds 3] [--threads N] [--engines openvino,onnxruntime,...]
+                                     [--cache-dir DIR] [--goal 1.0] [--short-of 0.97]
+
+The model is infermeter's own export (`infermeter prepare`: the ONNX file in the artifact store, and the
+OpenVINO IR infermeter converts from it). For every engine and batch size, in alternating rounds (A-B,
+then B-A, so slow drift falls on both sides):
+
+- infermeter: the real sweep (run_sweep, a worker process per run, static shapes), offline scenario for
+  throughput; single-stream at batch 1 for latency;
+- the engine's own tool on the same file and shape:
+  * OpenVINO: benchmark_app (ships with openvino) with -shape [B,...] -hint throughput (offline), and
+    -hint latency at batch 1; its reported throughput / median latency are parsed;
+  * ONNX Runtime: the best bare loop over its Python API (session.run and IO binding, with the batch
+    dimension dynamic and fixed), plus onnxruntime_perf_test where one is on PATH;
+  * on a GPU: trtexec --shapes for TensorRT and torch.utils.benchmark over the torch module
+    (skipped, with the reason, where absent).
+
+Prints a table and one ratio per engine, batch and metric: throughput infermeter / tool, latency tool /
+infermeter (so >= 1.0 means infermeter is at least as fast). Goal >= 1.0; below --short-of (0.97) the
+script exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from infermeter.config import RunConfig
+
+N_STAGED = 4
+
+
+# ---- infermeter -----------------------------------------------------------------------------------------
+
+def infermeter_run(engine: str, batch: int, scenario: str, args, results: Path) -> dict:
+    """One real sweep of one cell; returns its row."""
+    from infermeter.sweep import run_sweep
+
+    cfg = RunConfig(model=args.model, engines=[engine], precisions=["fp32"], device=args.device,
+                    batch_sizes=[batch], scenarios=[scenario], time_s=args.seconds, warmup_time_s=1.0,
+                    num_threads=args.threads, cache_dir=args.cache_dir, results_dir=str(results), quiet=True,
+                    idle_time_s=0, energy_time_s=0.5, input_shapes=args.input_shapes)
+    status, sweep = run_sweep(cfg)
+    row = sweep.rows[-1]
+    if row["status"] != "ok":
+        raise RuntimeError(f"infermeter {engine} b{batch} {scenario}: {row['status']}: {row['error']}")
+    return row
+
+
+# ---- the engines' own tools ----------------------------------------------------------------------------
+
+def benchmark_app(model_file: str, shape: list[int], hint: str, seconds: float) -> dict:
+    """OpenVINO's benchmark_app: {"throughput": items/s, "latency_ms": median}."""
+    cmd = [sys.executable, "-c", "import sys; from openvino.tools.benchmark.main import main; sys.exit(main())",
+           "-m", model_file, "-d", "CPU", "-shape", "[" + ",".join(map(str, shape)) + "]", "-hint", hint,
+           "-t", str(max(1, round(seconds))), "-infer_precision", "f32"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    text = out.stdout + out.stderr
+    thr = re.search(r"Throughput:\s+([\d.]+)\s+FPS", text)
+    med = re.search(r"Median:\s+([\d.]+)\s+ms", text)
+    if out.returncode != 0 or not thr:
+        raise RuntimeError(f"benchmark_app failed: {text.strip().splitlines()[-1] if text.strip() else out.returncode}")
+    return {"throughput": float(thr.group(1)), "latency_ms": float(med.group(1)) if med else None,
+            "how": f"benchmark_app -shape {shape} -hint {hint}"}
+
+
+def onnxruntime_best_loop(onnx_path: str, feeds: list[dict], batch: int, threads: int, seconds: float) -> dict:
+    """The best of ONNX Runtime's Python ways to run: session.run and IO binding (outputs pre-allocated),
+    each with the batch dimension as exported and fixed by a free-dimension override."""
+    import onnxruntime as ort
+    from engine_ceiling import timed_loop
+
+    from infermeter.engines.onnxruntime_engine import symbolic_batch_dims
+
+    results = {}
+    for fixed in (False, True):
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        if fixed:
+            for dim in symbolic_batch_dims(onnx_path):
+                opts.add_free_dimension_override_by_name(dim, batch)
+        session = ort.InferenceSession(onnx_path, sess_options=opts, providers=["CPUExecutionProvider"])
+        outputs = [o.name for o in session.get_outputs()]
+        bindings = []
+        for feed in feeds:
+            binding = session.io_binding()
+            for name, arr in feed.items():
+                binding.bind_cpu_input(name, arr)
+            for o in session.get_outputs():
+                shape = [batch if not isinstance(d, int) else d for d in o.shape]
+                binding.bind_ortvalue_output(o.name, ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32))
+            bindings.append(binding)
+        tag = "fixed batch" if fixed else "dynamic batch"
+        results[f"session.run, {tag}"] = timed_loop(
+            lambda i, s=session, o=outputs: s.run(o, feeds[i % N_STAGED]), seconds, batch)
+        results[f"io binding, {tag}"] = timed_loop(
+            lambda i, s=session, b=bindings: s.run_with_iobinding(b[i % N_STAGED]), seconds, batch)
+    best = max(results, key=results.get)
+    return {"throughput": results[best], "latency_ms": batch * 1e3 / results[best], "how": f"bare loop: {best}",
+            "variants": results}
+
+
+def onnxruntime_perf_test(onnx_path: str, batch: int, threads: int, seconds: float) -> dict:
+    exe = shutil.which("onnxruntime_perf_test")
+    if exe is None:
+        raise FileNotFoundError("onnxruntime_perf_test is not on PATH")
+    from infermeter.engines.onnxruntime_engine import symbolic_batch_dims
+
+    free = ",".join(f"{d}:{batch}" for d in symbolic_batch_dims(onnx_path))
+    cmd = [exe, "-e", "cpu", "-x", str(threads), "-t", str(max(1, round(seconds))), "-I", "-S", "1"]
+    if free:
+        cmd += ["-f", free]
+    out = subprocess.run([*cmd, onnx_path, os.devnull], capture_output=True, text=True, timeout=600)
+    found = re.search(r"Number of inferences per second:\s*([\d.]+)", out.stdout)
+    if not found:
+        raise RuntimeError(f"onnxruntime_perf_test gave no throughput (exit {out.returncode})")
+    return {"throughput": float(found.group(1)) * batch, "latency_ms": None, "how": "onnxruntime_perf_test"}
+
+
+def trtexec(onnx_path: str, input_name: str, shape: list[int], seconds: float) -> dict:
+    exe = shutil.which("trtexec")
+    if exe is None:
+        raise FileNotFoundError("trtexec is not on PATH")
+    shapes = f"{input_name}:{'x'.join(map(str, shape))}"
+    out = subprocess.run([exe, f"--onnx={onnx_path}", f"--shapes={shapes}", f"--duration={max(1, round(seconds))}",
+                          "--noTF32"], capture_output=True, text=True, timeout=1200)
+    thr = re.search(r"Throughput:\s*([\d.]+)\s*qps", out.stdout)
+    med = re.search(r"Latency:.*median = ([\d.]+) ms", out.stdout)
+    if not thr:
+        raise RuntimeError(f"trtexec gave no throughput (exit {out.returncode})")
+    return {"throughput": float(thr.group(1)) * shape[0], "latency_ms": float(med.group(1)) if med else None,
+            "how": f"trtexec --shapes={shapes} --noTF32"}
+
+
+def torch_benchmark(model, store, batch: int, seconds: float) -> dict:
+    """torch.utils.benchmark over the same module infermeter's `torch` engine runs, on the GPU."""
+    import torch
+    import torch.utils.benchmark as tb
+
+    from infermeter.engines import EngineContext, get_engine
+
+    engine = get_engine("torch")(EngineContext("cuda", io="device"))
+    engine.prepare(model, store, "fp32", batch)
+    args = engine.stage(model.make_batch(model.sample_pool(batch), batch, 0))
+    module = engine.module
+
+    def step():
+        with torch.inference_mode():
+            module(*args)
+        torch.cuda.synchronize()
+
+    m = tb.Timer(stmt="step()", globals={"step": step}).blocked_autorange(min_run_time=seconds)
+    engine.close()
+    return {"throughput": batch / m.median, "latency_ms": m.median * 1e3, "how": "torch.utils.benchmark, inputs resident"}
+
+
+# ---- the comparison ------------------------------------------------------------------------------------
+
+def tools_for(engine: str, args, model, store, batch: int, mode: str, feeds) -> dict:
+    """name -> callable() -> {"throughput", "latency_ms", "how"}; the engine's own tools for this cell."""
+    onnx_path = str(store.get("model.onnx"))
+    shape = list(model.input_specs()[0].with_batch(batch))
+    if engine == "openvino":
+        def ov_tool():
+            ir = store.get("openvino_ir")  # the IR infermeter compiled, once its first run built it
+            return benchmark_app(str(ir / "model.xml") if ir else onnx_path, shape,
+                                 "throughput" if mode == "throughput" else "latency", args.seconds)
+        return {"benchmark_app": ov_tool}
+    if engine == "onnxruntime":
+        tools = {"bare loop (best)": lambda: onnxruntime_best_loop(onnx_path, feeds, batch, args.threads, args.seconds)}
+        if shutil.which("onnxruntime_perf_test"):
+            tools["onnxruntime_perf_test"] = lambda: onnxruntime_perf_test(onnx_path, batch, args.threads, args.seconds)
+        return tools
+    if engine == "tensorrt":
+        return {"trtexec": lambda: trtexec(onnx_path, model.input_specs()[0].name, shape, args.seconds)}
+    if engine == "torch":
+        return {"torch.utils.benchmark": lambda: torch_benchmark(model, store, batch, args.seconds)}
+    return {}
+
+
+def missing_tool(engine: str, device: str) -> str | None:
+    """Why the engine's own tool cannot run here, or None."""
+    from infermeter.engines import get_engine
+
+    ok, why = get_engine(engine).available()
+    if not ok:
+        return why
+    if engine == "tensorrt" and shutil.which("trtexec") is None:
+        return "trtexec is not on PATH"
+    if engine in ("tensorrt", "torch") and device != "cuda":
+        return "its peer tool is compared on a GPU only"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="mobilenet_v3_large")
+    ap.add_argument("--input-shape", default=None, help='e.g. "[1,64,64,3]" (default: the model\'s own)')
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--seconds", type=float, default=10.0, help="measured seconds per run")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; the median ratio is reported")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--engines", default="openvino,onnxruntime,tensorrt,torch")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--cache-dir", default=os.environ.get("INFERMETER_CACHE_DIR",
+                                                          os.path.join(os.path.expanduser("~"), ".cache", "infermeter")))
+    ap.add_argument("--goal", type=float, default=1.0)
+    ap.add_argument("--short-of", type=float, default=0.97)
+    args = ap.parse_args(argv)
+    args.input_shapes = [[[int(v) for v in args.input_shape.strip("[] ").split(",")]]] if args.input_shape else None
+    batches = [int(b) for b in args.batches.split(",")]
+
+    from infermeter.artifacts import ArtifactStore
+    from infermeter.sweep import Sweep, prepare_only
+
+    prep_cfg = RunConfig(model=args.model, cache_dir=args.cache_dir, device=args.device, quiet=True,
+                         input_shapes=args.input_shapes, results_dir=tempfile.mkdtemp(prefix="peer_parity-prep-"))
+    prepare_only(prep_cfg)
+    model = Sweep(prep_cfg).models[0]
+    store = ArtifactStore(args.cache_dir, model.key())
+    print(f"model {model.name} {model.shape_tag()} ({store.get('model.onnx')}), batches {batches}, "
+          f"{args.threads} threads, {args.rounds} rounds of {args.seconds:g} s per side")
+
+    rows, short = [], False
+    with tempfile.TemporaryDirectory(prefix="peer_parity-") as tmp:
+        for engine in args.engines.split(","):
+            why = missing_tool(engine, args.device)
+            if why:
+                print(f"{engine}: skipped ({why})")
+                continue
+            for batch in batches:
+                pool = model.sample_pool(N_STAGED * batch)
+                feeds = [model.make_batch(pool, batch, i) for i in range(N_STAGED)]
+                modes = [("throughput", "offline")] + ([("latency", "single-stream")] if batch == 1 else [])
+                for mode, scenario in modes:
+                    for tool_name, tool in tools_for(engine, args, model, store, batch, mode, feeds).items():
+                        ratios, ours, theirs, how = [], [], [], ""
+                        for r in range(args.rounds):
+                            order = ("infermeter", "tool") if r % 2 == 0 else ("tool", "infermeter")
+                            got = {}
+                            for side in order:
+                                if side == "infermeter":
+                                    got[side] = infermeter_run(engine, batch, scenario, args, Path(tmp) / f"r{r}")
+                                else:
+                                    got[side] = tool()
+                            row, peer = got["infermeter"], got["tool"]
+                            how = peer["how"]
+                            if mode == "throughput":
+                                ours.append(row["throughput_items_s"])
+                                theirs.append(peer["throughput"])
+                                ratios.append(ours[-1] / theirs[-1])
+                            else:
+                                ours.append(row["latency_ms_p50"])
+                                theirs.append(peer["latency_ms"])
+                                ratios.append(theirs[-1] / ours[-1])
+                        ratio = statistics.median(ratios)
+                        short |= ratio < args.short_of
+                        rows.append((engine, batch, mode, statistics.median(ours), tool_name,
+                                     statistics.median(theirs), ratio, how))
+
+    unit = {"throughput": "items/s", "latency": "ms p50"}
+    print(f"\n{'engine':<12} {'batch':>5} {'metric':<10} {'infermeter':>12} {'tool':<24} {'tool value':>11} "
+          f"{'ratio':>6}  verdict")
+    for engine, batch, mode, ours, tool_name, theirs, ratio, how in rows:
+        verdict = "meets goal" if ratio >= args.goal else ("close" if ratio >= args.short_of else "FALLS SHORT")
+        print(f"{engine:<12} {batch:>5} {mode:<10} {ours:>12.2f} {tool_name:<24} {theirs:>11.2f} {ratio:>6.3f}  "
+              f"{verdict} ({unit[mode]}; {how})")
+    print(f"\nratio: throughput infermeter/tool, latency tool/infermeter; goal >= {args.goal:g}, "
+          f"below {args.short_of:g} falls short. {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    return 1 if short else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Every engine runs compiled for the cell's exact input shape (static, the default), read back from the
+engine itself; --shape-mode dynamic compiles one artifact for every batch size."""
+
+from __future__ import annotations
+
+import pytest
+from _tiny_models import TinyCNN, build_store, reference_float64, rows
+
+from infermeter.check import compare
+from infermeter.device import nvml_gpus
+from infermeter.engines import EngineContext, get_engine
+from infermeter.engines.base import DYNAMIC, EngineOptions
+
+pytest.importorskip("torch")  # builds the tiny model and its float64 reference
+HAS_GPU = bool(nvml_gpus()[0])
+BATCHES = (1, 3)  # 3 is never the session's max batch: a dynamic-batch artifact could not pass for it
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    model = TinyCNN()
+    store = build_store(model, tmp_path_factory.mktemp("artifacts"))
+    inputs = model.check_inputs()
+    return model, store, inputs, reference_float64(model, inputs)
+
+
+def prepared(name: str, tiny, shape_mode: str, device: str = "cpu"):
+    model, store, _, _ = tiny
+    cls = get_engine(name)
+    for ok, why in (cls.available(), cls.supports(model, "fp32", device)):
+        if not ok:
+            pytest.skip(f"{name}: {why}")
+    engine = cls(EngineContext(device, num_threads=2, options=EngineOptions(shape_mode=shape_mode)))
+    engine.prepare(model, store, "fp32", max_batch=4)
+    return engine
+
+
+def run_batch(engine, tiny, batch: int):
+    """Activate `batch`, run that many reference rows, check them against float64."""
+    _, _, inputs, reference = tiny
+    engine.activate(batch)
+    out = engine.to_numpy(engine.infer(engine.stage(rows(inputs, 0, batch))))
+    result = compare(reference[:batch], out, "fp32")
+    assert result.status == "pass", result.detail
+
+
+def test_openvino_compiles_each_batch_for_its_exact_shape(tiny):
+    engine = prepared("openvino", tiny, "static")
+    for batch in BATCHES:
+        run_batch(engine, tiny, batch)
+        shape = engine.compiled_input_shapes()["pixels"]
+        assert shape == f"[{batch},3,32,32]"
+        engine.make_clients(1)  # one client: the LATENCY hint
+        assert engine.compiled_input_shapes()["pixels"] == shape
+        assert engine.info["performance_hint"] == "LATENCY"
+        engine.offline_clients()  # the offline hint compiles the same shape with THROUGHPUT
+        assert engine.compiled_input_shapes()["pixels"] == shape
+        assert engine.info["performance_hint"] == "THROUGHPUT"
+    compiles = dict(engine.compile_s)
+    run_batch(engine, tiny, BATCHES[0])  # kept while the worker runs: no second compile
+    assert engine.compile_s == compiles
+    assert {b for b, _ in compiles} == set(BATCHES) and all(s > 0 for s in compiles.values())
+
+
+def test_openvino_dynamic_mode_compiles_one_batch_range(tiny):
+    engine = prepared("openvino", tiny, "dynamic")
+    for batch in BATCHES:
+        run_batch(engine, tiny, batch)
+        assert engine.compiled_input_shapes()["pixels"] == "[1..4,3,32,32]"
+    assert list(engine.compile_s) == [(DYNAMIC, 1)]
+
+
+@pytest.mark.parametrize("shape_mode", ["static", "dynamic"])
+def test_onnxruntime_session_shapes(tiny, shape_mode):
+    engine = prepared("onnxruntime", tiny, shape_mode)
+    sessions = set()
+    for batch in BATCHES:
+        run_batch(engine, tiny, batch)
+        dim = engine.session_input_shapes()["pixels"][0]
+        assert dim == (batch if shape_mode == "static" else "batch")
+        sessions.add(id(engine.session))
+    assert len(sessions) == (len(BATCHES) if shape_mode == "static" else 1)
+
+
+@pytest.mark.parametrize("shape_mode", ["static", "dynamic"])
+def test_torch_compile_compiles_once_per_batch_or_once_in_all(tiny, shape_mode):
+    engine = prepared("torch-compile", tiny, shape_mode)
+    batches = (2, 3)  # batch 1 is always its own graph in TorchDynamo (0/1 specialisation)
+    for batch in batches:
+        run_batch(engine, tiny, batch)
+    for batch in batches:  # again: nothing recompiles
+        run_batch(engine, tiny, batch)
+    if shape_mode == "static":
+        assert engine.graphs == {2: 1, 3: 1}
+    else:
+        assert engine.graphs == {DYNAMIC: 1}
+    assert engine.info["dynamic"] is (shape_mode == "dynamic")
+
+
+@pytest.fixture(scope="module")
+def small_keras(tmp_path_factory):
+    pytest.importorskip("tensorflow")
+    from infermeter.artifacts import ArtifactStore
+    from infermeter.models.base import ModelOptions
+    from infermeter.models.keras_apps import MobileNetV3Large
+
+    model = MobileNetV3Large(ModelOptions(input_shapes=[[1, 32, 32, 3]]))
+    store = ArtifactStore(tmp_path_factory.mktemp("keras"), model.key())
+    model.build_artifacts(store, {"keras"})
+    return model, store
+
+
+@pytest.mark.parametrize("shape_mode", ["static", "dynamic"])
+def test_keras_traces_one_concrete_function_per_shape(small_keras, shape_mode):
+    model, store = small_keras
+    engine = get_engine("keras")(EngineContext("cpu", num_threads=2, options=EngineOptions(shape_mode=shape_mode)))
+    engine.prepare(model, store, "fp32", max_batch=2)
+    for batch in (1, 2):
+        engine.activate(batch)
+        out = engine.to_numpy(engine.infer(engine.stage(model.make_batch(model.sample_pool(batch), batch, 0))))
+        assert out.shape[0] == batch
+    traced = engine.info["traced_input_shapes"]
+    if shape_mode == "static":
+        assert traced == {"1": ["(1, 32, 32, 3)"], "2": ["(2, 32, 32, 3)"]}
+    else:
+        assert traced == {DYNAMIC: ["(None, 32, 32, 3)"]}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_GPU, reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("shape_mode", ["static", "dynamic"])
+def test_tensorrt_profile_is_the_cell_shape(tiny, shape_mode):
+    engine = prepared("tensorrt", tiny, shape_mode, device="cuda")
+    for batch in BATCHES:
+        run_batch(engine, tiny, batch)
+        low, opt, high = engine.profile_shapes()["pixels"]
+        if shape_mode == "static":
+            assert low == opt == high == [batch, 3, 32, 32]
+        else:
+            assert (low[0], opt[0], high[0]) == (1, 4, 4)
+    assert len(engine.compile_s) == (len(BATCHES) if shape_mode == "static" else 1)
