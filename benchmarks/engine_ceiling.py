@@ -1,10 +1,12 @@
 """How close does infermeter's offline throughput come to what each CPU engine reaches on its own?
 
-    python benchmarks/engine_ceiling.py [--onnx PATH] [--batch 8] [--seconds 1] [--rounds 7]
-                                        [--threads N] [--engines onnxruntime,openvino]
+    python benchmarks/engine_ceiling.py [--model mobilenet_v3_large] [--input-shape "[1,224,224,3]"]
+                                        [--tiny | --onnx PATH] [--batch 8] [--seconds 1] [--rounds 7]
+                                        [--threads N] [--engines onnxruntime,openvino] [--cache-dir DIR]
 
-For ONNX Runtime and OpenVINO on the CPU, on one ONNX model (default: a small conv net built here with
-onnx.helper; --onnx for another), in one process and side by side:
+For ONNX Runtime and OpenVINO on the CPU, on one ONNX model (default: infermeter's MobileNetV3-Large
+224 export, built by `infermeter prepare` into the artifact store; --tiny: a small conv net built here
+with onnx.helper; --onnx for another file), in one process and side by side:
 
 - infermeter: Engine.prepare + offline_clients() + run_scenario("offline", ...), as a sweep runs it;
 - bare loops through the engine's own API on the same inputs, configured as infermeter configures it
@@ -88,6 +90,7 @@ def infermeter_runner(engine_name: str, model, store, batch: int, threads: int):
 
     engine = get_engine(engine_name)(EngineContext("cpu", num_threads=threads))
     engine.prepare(model, store, "fp32", batch)
+    engine.activate(batch)  # compiled for this exact shape, as a sweep's cell runs it
     pool = model.sample_pool(N_STAGED * batch)
     staged = [engine.stage(model.make_batch(pool, batch, i)) for i in range(N_STAGED)]
     clients = engine.offline_clients()
@@ -105,12 +108,21 @@ def onnxruntime_bare(onnx_path: str, feeds: list[dict], batch: int, threads: int
     """name -> run(seconds) -> items/s; "same config" mirrors infermeter's session options."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    session = ort.InferenceSession(onnx_path, sess_options=opts, providers=["CPUExecutionProvider"])
+    from infermeter.engines.onnxruntime_engine import symbolic_batch_dims
+
+    def make_session(fixed: bool):
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if fixed:  # infermeter's static shapes: the batch dimension fixed to this batch size
+            for dim in symbolic_batch_dims(onnx_path):
+                opts.add_free_dimension_override_by_name(dim, batch)
+        return ort.InferenceSession(onnx_path, sess_options=opts, providers=["CPUExecutionProvider"])
+
+    session = make_session(True)
+    dynamic_session = make_session(False)
     outputs = [o.name for o in session.get_outputs()]
 
     bindings = []
@@ -128,7 +140,11 @@ def onnxruntime_bare(onnx_path: str, feeds: list[dict], batch: int, threads: int
     def io_binding(seconds):
         return timed_loop(lambda i: session.run_with_iobinding(bindings[i % N_STAGED]), seconds, batch)
 
-    return {"same config: session.run": plain, "io binding": io_binding}
+    def dynamic_batch(seconds):
+        return timed_loop(lambda i: dynamic_session.run(outputs, feeds[i % N_STAGED]), seconds, batch)
+
+    return {"same config: session.run, fixed batch": plain, "io binding, fixed batch": io_binding,
+            "session.run, dynamic batch": dynamic_batch}
 
 
 def openvino_bare(ir_xml: str, feeds: list[dict], batch: int, threads: int) -> dict:
@@ -138,8 +154,8 @@ def openvino_bare(ir_xml: str, feeds: list[dict], batch: int, threads: int) -> d
 
     core = ov.Core()
     model = core.read_model(ir_xml)
-    model.reshape({port: ov.PartialShape([ov.Dimension(-1), *list(port.get_partial_shape())[1:]])
-                   for port in model.inputs})
+    model.reshape({port: ov.PartialShape([ov.Dimension(batch), *list(port.get_partial_shape())[1:]])
+                   for port in model.inputs})  # the exact shape, as infermeter's static shapes compile it
     base = {props.inference_num_threads: threads, hints.inference_precision: ov.Type.f32}
     latency = core.compile_model(model, "CPU", {**base, hints.performance_mode: hints.PerformanceMode.LATENCY})
     throughput = core.compile_model(model, "CPU", {**base, hints.performance_mode: hints.PerformanceMode.THROUGHPUT})
@@ -209,7 +225,12 @@ def compare_engine(name: str, model, store, batch: int, threads: int, seconds: f
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--onnx", help="ONNX model to measure (default: a small conv net built here)")
+    ap.add_argument("--model", default="mobilenet_v3_large", help="a model infermeter knows (default)")
+    ap.add_argument("--input-shape", default=None, help='e.g. "[1,64,64,3]" (default: the model\'s own)')
+    ap.add_argument("--tiny", action="store_true", help="a small conv net built here instead of --model")
+    ap.add_argument("--onnx", help="an ONNX file instead of --model")
+    ap.add_argument("--cache-dir", default=os.environ.get("INFERMETER_CACHE_DIR",
+                                                          os.path.join(os.path.expanduser("~"), ".cache", "infermeter")))
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=1.0, help="measured seconds per run")
     ap.add_argument("--rounds", type=int, default=7, help="alternating rounds; the median ratio is reported")
@@ -223,13 +244,25 @@ def main(argv: list[str] | None = None) -> int:
     from infermeter.models.onnx_file import OnnxFileModel
 
     with tempfile.TemporaryDirectory(prefix="engine_ceiling-") as tmp:
-        onnx_path = Path(args.onnx) if args.onnx else Path(tmp) / "ceiling_convnet.onnx"
-        if not args.onnx:
-            build_tiny_onnx(onnx_path)
-        model = OnnxFileModel(onnx_path)
-        store = ArtifactStore(Path(tmp) / "cache", model.key())
-        model.build_artifacts(store, {"onnx"})
-        print(f"model {onnx_path.name}, batch {args.batch}, {args.threads} threads, {args.rounds} rounds of "
+        if args.onnx or args.tiny:
+            onnx_path = Path(args.onnx) if args.onnx else Path(tmp) / "ceiling_convnet.onnx"
+            if not args.onnx:
+                build_tiny_onnx(onnx_path)
+            model = OnnxFileModel(onnx_path)
+            store = ArtifactStore(Path(tmp) / "cache", model.key())
+            model.build_artifacts(store, {"onnx"})
+        else:  # infermeter's own export of the model, as `infermeter prepare` builds it
+            from infermeter.config import RunConfig
+            from infermeter.sweep import Sweep, prepare_only
+
+            shapes = [[[int(v) for v in args.input_shape.strip("[] ").split(",")]]] if args.input_shape else None
+            cfg = RunConfig(model=args.model, cache_dir=args.cache_dir, device="cpu", quiet=True,
+                            input_shapes=shapes, results_dir=str(Path(tmp) / "results"))
+            prepare_only(cfg)
+            model = Sweep(cfg).models[0]
+            store = ArtifactStore(args.cache_dir, model.key())
+            onnx_path = store.get("model.onnx")
+        print(f"model {model.name} {model.shape_tag()} ({onnx_path}), batch {args.batch}, {args.threads} threads, {args.rounds} rounds of "
               f"{args.seconds:g} s per runner")
         below_goal = False
         for name in args.engines.split(","):

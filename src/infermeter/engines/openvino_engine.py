@@ -226,7 +226,7 @@ class OpenVinoEngine(Engine):
         import openvino.properties.hint as hints
 
         if self.batch is None:
-            self.activate(self.max_batch)
+            self.batch = self.max_batch
         self.compiled, self.request = self.compiled_for((self.shape_key(self.batch), streams), self._compile)
         self.streams = streams
         self.info.update({"performance_hint": str(self.compiled.get_property(hints.performance_mode)),
@@ -235,11 +235,15 @@ class OpenVinoEngine(Engine):
                           "inference_precision": self.compiled.get_property(hints.inference_precision).get_type_name()})
 
     def activate(self, batch: int) -> None:
+        """Compiles lazily: the clients asked for next (or the first inference) choose the hint, so a
+        cell never pays for a compile with a hint it does not run."""
         self.batch = batch
-        self._use(self.streams)
+        self.compiled = self.request = None
 
     def compiled_input_shapes(self) -> dict[str, str]:
         """The input shapes of the compiled model serving now, as OpenVINO reports them."""
+        if self.compiled is None:
+            self._use(self.streams)
         return {p.get_any_name(): str(p.get_partial_shape()) for p in self.compiled.inputs}
 
     # ---- inference ------------------------------------------------------------------------------
@@ -249,6 +253,8 @@ class OpenVinoEngine(Engine):
         return {name: np.ascontiguousarray(inputs[key]) for name, key in self.feed_names.items()}
 
     def infer(self, inputs: Any) -> list[np.ndarray]:
+        if self.request is None:  # activated, no clients asked for yet: the hint of the last ones
+            self._use(self.streams)
         return self._run(self.request, inputs)
 
     def _run(self, request, inputs) -> list[np.ndarray]:
