@@ -54,7 +54,9 @@ def sweep(kind: str, model: Path, results: Path, cache: Path, args) -> tuple[flo
     if kind == "fleet":
         cmd += ["--address", "local", "--no-report"]
     t0 = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    # a session of its own for both: Ray's workers run in sessions of their own, and with the kernel's
+    # autogroup scheduling a session's share of a busy CPU does not depend on how many processes it holds
+    res = subprocess.run(cmd, capture_output=True, text=True, start_new_session=True)
     wall = time.perf_counter() - t0
     if res.returncode != 0:
         sys.exit(f"{kind} failed ({res.returncode}): {res.stderr.strip()[-500:]}")

@@ -7,9 +7,11 @@ cell starts, so a node lost mid-sweep costs only its cell in progress.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -42,6 +44,21 @@ def undo_ray_niceness() -> int:
     except OSError:
         pass
     return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+@contextlib.contextmanager
+def plain_spawn():
+    """multiprocessing's spawn re-runs the parent's __main__ in each child: in a Ray task that is Ray's
+    worker script, which would load Ray into every sweep worker (tens of MB in host_rss_peak_mb, threads
+    a local run does not have). Hidden while the sweep runs, the children start as a local run's do."""
+    main = sys.modules["__main__"]
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
 
 
 def run_device(cfg_dict: dict, device: dict, skip: list[str], queue) -> int:
@@ -79,7 +96,8 @@ def run_device(cfg_dict: dict, device: dict, skip: list[str], queue) -> int:
                     cells[c.cell_id] = {**sweep.skipped_row(g, c, ""), "parallel_gpus": cfg.parallel_gpus}
         queue.put(("plan", label, {**where, "cells": cells}))
         try:
-            status = sweep.run()
+            with plain_spawn():
+                status = sweep.run()
         finally:
             run_json = sweep.out_dir / "run.json"
             queue.put(("done", label, {**where, "run": run_json.read_text() if run_json.exists() else None,
