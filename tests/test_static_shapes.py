@@ -139,3 +139,32 @@ def test_tensorrt_profile_is_the_cell_shape(tiny, shape_mode):
         else:
             assert (low[0], opt[0], high[0]) == (1, 4, 4)
     assert len(engine.compile_s) == (len(BATCHES) if shape_mode == "static" else 1)
+
+
+def test_sweep_rows_carry_shape_mode_and_each_cells_compile(tmp_path):
+    """Through the real sweep (worker, check, cells): every row names its shape mode and carries the
+    compile of the artifact it ran; run.json lists each batch size's compiled shape."""
+    import json
+    from pathlib import Path
+
+    from infermeter.config import RunConfig
+    from infermeter.errors import BadInput
+    from infermeter.sweep import run_sweep
+
+    with pytest.raises(BadInput, match="--shape-mode"):
+        RunConfig(shape_mode="sometimes")
+    if not get_engine("openvino").available()[0]:
+        pytest.skip("openvino not installed")
+    status, sweep = run_sweep(RunConfig(
+        model=str(Path(__file__).resolve().parents[1] / "models" / "example_mlp"), engines=["openvino"],
+        precisions=["fp32"], batch_sizes=[1, 2], iterations=5, warmup=1, results_dir=str(tmp_path / "r"),
+        cache_dir=str(tmp_path / "c"), device="cpu", quiet=True, idle_time_s=0, energy_time_s=0, num_threads=2))
+    assert status == 0
+    assert [(r["batch_size"], r["status"], r["shape_mode"]) for r in sweep.rows] == [(1, "ok", "static"),
+                                                                                     (2, "ok", "static")]
+    assert all(r["compile_s"] > 0 and r["first_inference_ms"] > 0 for r in sweep.rows)
+    engines = json.loads((sweep.out_dir / "run.json").read_text())["engines"]
+    (facts,) = engines.values()
+    assert facts["shape_mode"] == "static"
+    compiled = {shape for shapes in facts["settings"]["compiled_shapes"].values() for shape in shapes.values()}
+    assert compiled == {"[1,32]", "[2,32]"}
