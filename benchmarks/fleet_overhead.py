@@ -7,7 +7,9 @@
 For each cell: the fleet's throughput / the local run's throughput (median over rounds; goal >= 0.98:
 the task runs the ordinary sweep in its own worker processes, so the measured region is the same).
 Start-up overhead: the fleet command's wall time minus the local command's (Ray start, scheduling,
-streaming rows back), in seconds. Rounds alternate A-B / B-A so slow drift falls on both sides. The model
+streaming rows back), in seconds. A third side, the local run while an idle one-node Ray cluster is up,
+tells the fleet's way of running a sweep apart from what Ray's daemons do to the machine itself (on a
+busy VM they changed the local run's throughput as much as the fleet's). Rounds alternate A-B / B-A so slow drift falls on both sides. The model
 defaults to a small MLP built here.
 """
 
@@ -48,16 +50,24 @@ def sweep(kind: str, model: Path, results: Path, cache: Path, args) -> tuple[flo
     """Run one command; (wall seconds, throughput by cell id)."""
     from infermeter.results.writer import read_results
 
-    cmd = [sys.executable, "-m", "infermeter", kind, str(model), "--engines", args.engines, "--device", "cpu",
+    cmd = [sys.executable, "-m", "infermeter", "fleet" if kind == "fleet" else "run", str(model), "--engines", args.engines, "--device", "cpu",
            "--batch-sizes", args.batch_sizes, "--time", str(args.seconds), "--warmup-time", "0.5",
            "--idle-time", "0", "--results-dir", str(results), "--cache-dir", str(cache), "--quiet"]
     if kind == "fleet":
         cmd += ["--address", "local", "--no-report"]
+    if kind == "run+ray":  # the local run again, while an idle one-node Ray cluster is up on this machine
+        import logging
+
+        import ray
+
+        ray.init(address="local", include_dashboard=False, logging_level=logging.ERROR)
     t0 = time.perf_counter()
     # a session of its own for both: Ray's workers run in sessions of their own, and with the kernel's
     # autogroup scheduling a session's share of a busy CPU does not depend on how many processes it holds
     res = subprocess.run(cmd, capture_output=True, text=True, start_new_session=True)
     wall = time.perf_counter() - t0
+    if kind == "run+ray":
+        ray.shutdown()
     if res.returncode != 0:
         sys.exit(f"{kind} failed ({res.returncode}): {res.stderr.strip()[-500:]}")
     rows = [r for p in results.rglob("results.csv") for r in read_results(p)]
@@ -83,20 +93,23 @@ def main() -> int:
             build_mlp(model)
         cache = tmp / "cache"
         sweep("run", model, tmp / "warm", cache, args)  # artifacts built once, outside the comparison
-        walls: dict[str, list[float]] = {"run": [], "fleet": []}
+        kinds = ("run", "fleet", "run+ray")
+        walls: dict[str, list[float]] = {k: [] for k in kinds}
         ratios: dict[str, list[float]] = {}
+        background: dict[str, list[float]] = {}
         for i in range(args.rounds):
-            order = ("run", "fleet") if i % 2 == 0 else ("fleet", "run")
             tput = {}
-            for kind in order:
-                wall, tput[kind] = sweep(kind, model, tmp / f"{kind}-{i}", cache, args)
+            for kind in kinds if i % 2 == 0 else kinds[::-1]:
+                wall, tput[kind] = sweep(kind, model, tmp / f"{kind.replace('+', '-')}-{i}", cache, args)
                 walls[kind].append(wall)
             for cell, local in tput["run"].items():
                 if cell in tput["fleet"]:
                     ratios.setdefault(cell, []).append(tput["fleet"][cell] / local)
-    print(f"{'cell':40} fleet/local throughput (median of {args.rounds})")
+                if cell in tput["run+ray"]:
+                    background.setdefault(cell, []).append(tput["run+ray"][cell] / local)
+    print(f"{'cell':40} fleet/local  local-with-Ray-up/local  (throughput, median of {args.rounds})")
     for cell, rs in sorted(ratios.items()):
-        print(f"{cell:40} {statistics.median(rs):.3f}")
+        print(f"{cell:40} {statistics.median(rs):11.3f}  {statistics.median(background.get(cell, [float('nan')])):.3f}")
     overall = statistics.median([statistics.median(rs) for rs in ratios.values()])
     overhead = statistics.median(walls["fleet"]) - statistics.median(walls["run"])
     print(f"median per-cell ratio: {overall:.3f} (goal >= 0.98)")
