@@ -1,4 +1,10 @@
-"""The correctness gate: every engine must compute the reference's function before it is timed."""
+"""The correctness gate: every engine must compute the reference's function before it is timed.
+
+Every output of the graph is compared (a detector's boxes as much as its scores); a row carries the worst
+error over outputs and its detail names the output that set it. Check modes (--check):
+`warn` (default) times the cells of a model whose reference cannot tell inputs apart, with check_status
+`not-run: ...` and a warning; `strict` refuses such a model (exit 2); `off` skips the check.
+"""
 
 from __future__ import annotations
 
@@ -26,17 +32,30 @@ TOLERANCES = {"fp32": (1e-3, 1.0), "tf32": (2e-2, 0.9), "fp16": (5e-2, 0.75), "b
 #: minimum output SNR against the reference (dB), where a precision is judged on it
 SNR_FLOOR_DB = {"bf16": 20.0, "int8": 12.0}
 
+CHECK_MODES = ("warn", "strict", "off")
+CHECK_OFF = "not-run: --check off"
+
 
 @dataclass
 class CheckResult:
     max_abs_err: float
     rel_err: float
     top1_agreement: float | None
-    status: str  # "pass" / "mismatch"
+    status: str  # "pass" / "mismatch" / "not-run: <why>"
     detail: str = ""
     snr_db: float | None = None  # output SNR against the reference
     #: int8/bf16: top1_agreement_fp32, snr_db and heldout_items over held-out inputs against fp32
     heldout: dict = field(default_factory=dict)
+
+    @classmethod
+    def not_run(cls, why: str) -> CheckResult:
+        """No comparison was made: the error columns stay empty and the status says why."""
+        return cls(None, None, None, why if why.startswith("not-run") else f"not-run: {why}")
+
+    @property
+    def timed(self) -> bool:
+        """Whether the cells may be timed as correct: passed, or deliberately not checked."""
+        return self.status == "pass" or self.status.startswith("not-run")
 
     def row_fields(self) -> dict:
         return {"max_abs_err": self.max_abs_err, "rel_err": self.rel_err,
@@ -90,6 +109,51 @@ def assert_informative(reference: np.ndarray, task: str = "classification") -> d
                 f"reference predicts class {int(classes[0])} for all {ref.shape[0]} check inputs: "
                 "a comparison would prove nothing")
     return facts
+
+
+def reference_problem(outputs: list[np.ndarray], task: str = "classification") -> tuple[dict, str | None]:
+    """(facts, None) when the reference tells the check inputs apart on at least one output, else
+    (facts, why). Spread is judged on every output; the top-1 rule only for a classifier's single output."""
+    facts: dict = {}
+    whys = []
+    for i, out in enumerate(outputs):
+        try:
+            got = assert_informative(out, task if len(outputs) == 1 else "generic")
+        except UninformativeReference as e:
+            whys.append(f"output {i}: {e}" if len(outputs) > 1 else str(e))
+            continue
+        if len(outputs) == 1:
+            return got, None
+        facts[f"reference_spread_{i}"] = got["reference_spread"]
+    if len(whys) < len(outputs):
+        return facts, None
+    return facts, "; ".join(whys)
+
+
+def compare_outputs(references: list[np.ndarray], outputs: list[np.ndarray], precision: str,
+                    task: str = "classification", names: list[str] | None = None) -> CheckResult:
+    """Compare every output; the result carries the worst error over outputs, and the detail names each
+    output that failed (or, when all pass, the one with the worst error)."""
+    if len(outputs) != len(references):
+        return CheckResult(float("nan"), float("nan"), None, "mismatch",
+                           f"the engine returned {len(outputs)} output(s), the reference has {len(references)}")
+    if len(references) == 1:
+        return compare(references[0], outputs[0], precision, task)
+    names = names or [f"output {i}" for i in range(len(references))]
+    results = [compare(r, o, precision, "generic") for r, o in zip(references, outputs, strict=True)]
+
+    def worst_key(r: CheckResult) -> float:
+        return float("inf") if r.rel_err != r.rel_err else r.rel_err  # NaN (shape, inf) is the worst
+
+    worst = max(range(len(results)), key=lambda i: worst_key(results[i]))
+    bad = [i for i, r in enumerate(results) if r.status != "pass"]
+    per_output = ", ".join(f"{n}: {r.rel_err:.3g}" for n, r in zip(names, results, strict=True))
+    if bad:
+        detail = "; ".join(f"{names[i]}: {results[i].detail}" for i in bad) + f" (rel err per output: {per_output})"
+    else:
+        detail = f"worst output {names[worst]} (rel err per output: {per_output})"
+    w = results[worst]
+    return CheckResult(w.max_abs_err, w.rel_err, None, "mismatch" if bad else "pass", detail, w.snr_db)
 
 
 def compare(reference: np.ndarray, got: np.ndarray, precision: str, task: str = "classification") -> CheckResult:

@@ -12,6 +12,7 @@ from infermeter.parsing import (
     input_shape_sets,
     input_shapes,
     name_list,
+    parse_input_ranges,
     positive_float_list,
     positive_int_list,
 )
@@ -25,6 +26,7 @@ NOT_AUTO = ("bf16", "int8")
 IO_MODES = ("host", "device")
 SHAPE_MODES = ("static", "dynamic")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CHECK_MODES = ("warn", "strict", "off")
 
 
 def _help(text: str, *, flag: str | None = None, aliases: tuple[str, ...] = (), choices: tuple[str, ...] | None = None,
@@ -78,6 +80,14 @@ class RunConfig:
     image: str | None = _help("photograph to build inputs from", default=None)
     input_shapes: list[list[list[int]]] | None = _help(
         'input shape sets, e.g. "[1,224,224,3]"; several experiments separated by ";"', default=None)
+    inputs: str | None = _help("your own input items: an .npz with one array per input name (batch on axis 0), "
+                               "or a folder of .npy files; they feed the check and the timing pool", default=None)
+    input_ranges: list[str] | None = _help("NAME=LOW:HIGH value range of a synthetic input (integers in "
+                                           "[LOW, HIGH), floats uniform); repeatable", flag="--input-range",
+                                           repeatable=True, metavar="NAME=LOW:HIGH", default=None)
+    check: str = _help("correctness check: warn (time models whose reference cannot tell inputs apart, "
+                       "unchecked, with a warning), strict (refuse them, exit 2), off (skip the check)",
+                       choices=CHECK_MODES, default="warn")
     seq_len: int = _help("sequence length for text models", default=128)
     power_interval_ms: float = _help("telemetry sampling interval (floor 50 ms)", default=100.0)
     energy_time_s: float = _help("minimum energy window in seconds; shorter cells get an extra energy pass",
@@ -121,6 +131,9 @@ class RunConfig:
         for p in self.precisions:
             if p != "auto" and p not in known:
                 raise BadInput(f"--precisions: unknown {p!r}; choose from {', '.join(known)}")
+        if self.check not in CHECK_MODES:
+            raise BadInput(f"--check: unknown {self.check!r}; choose from {', '.join(CHECK_MODES)}")
+        parse_input_ranges(self.input_ranges)
         if self.io not in IO_MODES:
             raise BadInput(f"--io: unknown {self.io!r}; choose from {', '.join(IO_MODES)}")
         if self.shape_mode not in SHAPE_MODES:

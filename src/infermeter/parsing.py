@@ -103,3 +103,20 @@ def safe_name(text: str) -> str:
     """A file-name component that cannot leave its folder ('../x' -> 'x')."""
     cleaned = SAFE_NAME.sub("-", str(text)).strip(".-")
     return cleaned or "unnamed"
+
+
+def parse_input_ranges(items: list[str] | None) -> dict[str, tuple[float, float]]:
+    """['ids=0:30522', 'x=-1:1'] -> {'ids': (0.0, 30522.0), 'x': (-1.0, 1.0)}; LOW < HIGH."""
+    out: dict[str, tuple[float, float]] = {}
+    for item in items or []:
+        m = re.fullmatch(r"\s*([^=\s]+)\s*=\s*([-+0-9.eE]+)\s*:\s*([-+0-9.eE]+)\s*", str(item))
+        try:
+            low, high = (float(m.group(2)), float(m.group(3))) if m else (None, None)
+        except ValueError:
+            low = high = None
+        if low is None or not low < high:
+            raise BadInput(f"--input-range: expected NAME=LOW:HIGH with LOW < HIGH (e.g. input_ids=0:30522), got {item!r}")
+        if m.group(1) in out:
+            raise BadInput(f"--input-range: {m.group(1)!r} is given twice")
+        out[m.group(1)] = (low, high)
+    return out

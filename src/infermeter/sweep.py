@@ -8,6 +8,7 @@ decides what runs in which order and writes the rows no worker measured (skipped
 
 from __future__ import annotations
 
+import sys
 import uuid
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from infermeter.device import DeviceInfo, resolve_device, worker_env
 from infermeter.errors import BadInput, StopSweep
 from infermeter.models.base import ModelOptions
 from infermeter.models.registry import resolve_model
-from infermeter.parsing import safe_name
+from infermeter.parsing import parse_input_ranges, safe_name
 from infermeter.plan import Cell, Group, engine_key, plan
 from infermeter.protocol import BadInputFound, CellRow, DiskFull, GroupFailed, Info, Message, WorkerJob
 from infermeter.results.folder import ResultsFolder
@@ -27,7 +28,8 @@ from infermeter.supervisor import WorkerSupervisor
 
 def model_options(c: RunConfig, shapes) -> ModelOptions:
     return ModelOptions(seed=c.seed, weights=c.weights, image=c.image, input_shapes=shapes, seq_len=c.seq_len,
-                        check_samples=c.check_samples, extra=dict(c.model_extra))
+                        check_samples=c.check_samples, extra=dict(c.model_extra), inputs=c.inputs,
+                        input_ranges=parse_input_ranges(c.input_ranges))
 
 
 class Sweep:
@@ -125,6 +127,11 @@ class Sweep:
         def on_message(msg: Message) -> None:
             if isinstance(msg, Info):
                 self.info["artifacts"][model.shape_tag()] = msg.artifacts
+                why = (msg.artifacts or {}).get("reference_uninformative")
+                if why:  # warn mode: timed, not checked; the rows say so too
+                    print(f"infermeter: warning: {model.name}: the correctness check cannot run, reference outputs "
+                          f"identical for every input ({why}); cells are timed unchecked (--check strict refuses "
+                          "such a model)", file=sys.stderr)
             elif isinstance(msg, BadInputFound):
                 raise StopSweep(f"{model.name}: {msg.message}")
             elif isinstance(msg, GroupFailed):

@@ -108,37 +108,52 @@ def _model_from_job(job: WorkerJob):
 
 
 def prepare_artifacts(job: WorkerJob, send) -> None:
-    """Build the model's artifacts in its source framework and prove the reference informative."""
+    """Build the model's artifacts in its source framework and judge whether the reference is informative:
+    --check strict refuses an uninformative one (exit 2), warn records why its cells go unchecked."""
     from infermeter.artifacts import ArtifactStore
-    from infermeter.check import assert_informative
-    from infermeter.models.reference import read_reference
+    from infermeter.check import reference_problem
+    from infermeter.errors import UninformativeReference
+    from infermeter.models.reference import read_reference_outputs
 
     model = _model_from_job(job)
     store = ArtifactStore(job.config.cache_dir, model.key())
     facts = model.build_artifacts(store, set(job.artifact_kinds)) or {}
-    _, ref = read_reference(store)
-    facts.update(assert_informative(ref, model.task))
+    mode = job.config.check
+    if mode != "off":
+        _, refs = read_reference_outputs(store)
+        spread, problem = reference_problem(refs, model.task)
+        facts.update(spread)
+        if problem and mode == "strict":
+            raise UninformativeReference(f"{problem} (--check strict)")
+        if problem:
+            facts["reference_uninformative"] = problem
     facts["built_s"] = dict(store.built)
     send(Info(artifacts=facts))
 
 
-def _check(engine, model, store, precision: str, batch_sizes: list[int], first_ms: dict[int, float]):
-    """Run the engine on the K reference inputs and compare. The chunks are the largest cell batch size
+def _check(engine, model, store, precision: str, batch_sizes: list[int], first_ms: dict[int, float],
+           mode: str = "warn"):
+    """Run the engine on the K reference inputs and compare every output. The chunks are the largest cell batch size
     that fits in K, else the smallest cell batch size; a short chunk is filled up by repeating its rows
     (their outputs are dropped), so the check runs only shapes the cells run and, with static shapes,
     compiles nothing the cells would not. The first call at each chunk size is timed into first_ms: a
     compile or autotune at a shape's first call is that shape's first_inference_ms, not a cost the check hides."""
     import numpy as np
 
-    from infermeter.check import compare
-    from infermeter.models.reference import read_reference
+    from infermeter.check import CHECK_OFF, CheckResult, compare_outputs, reference_problem
+    from infermeter.models.reference import read_reference_outputs
 
-    inputs, ref = read_reference(store)
-    k = len(ref)
+    if mode == "off":
+        return CheckResult.not_run(CHECK_OFF)
+    inputs, refs = read_reference_outputs(store)
+    _, problem = reference_problem(refs, model.task)
+    if problem:  # strict mode stopped the run in prepare; warn times the cells unchecked
+        return CheckResult.not_run(f"reference outputs identical for every input ({problem})")
+    k = len(refs[0])
     fitting = [b for b in batch_sizes if b <= k]
     chunk = max(fitting) if fitting else min(batch_sizes)
     engine.activate(chunk)
-    outs = []
+    parts: list[list[np.ndarray]] = [[] for _ in refs]
     for s in range(0, k, chunk):
         n = min(chunk, k - s)
         rows = np.arange(s, s + chunk) if n == chunk else s + np.arange(chunk) % n
@@ -148,9 +163,26 @@ def _check(engine, model, store, precision: str, batch_sizes: list[int], first_m
         result = engine.infer(staged)
         if chunk not in first_ms:
             first_ms[chunk] = (time.perf_counter() - t0) * 1e3
-        got = engine.to_numpy(result)
-        outs.append(np.asarray(got, dtype=np.float64)[:n])
-    return compare(ref, np.concatenate(outs, axis=0), precision, model.task)
+        got = engine.outputs_to_numpy(result)
+        if len(got) != len(refs):
+            return compare_outputs(refs, got, precision, model.task)
+        for i, g in enumerate(got):
+            parts[i].append(np.asarray(g, dtype=np.float64)[:n])
+    outs = [np.concatenate(p, axis=0) for p in parts]
+    return compare_outputs(refs, outs, precision, model.task, _output_names(store, len(refs)))
+
+
+def _output_names(store, n: int) -> list[str] | None:
+    """The graph's output names (from model.onnx when there is one), to name the output that failed."""
+    path = store.get("model.onnx") if n > 1 else None
+    if path is None:
+        return None
+    try:
+        import onnx
+    except ImportError:
+        return None
+    names = [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]
+    return [f"output {i} {name!r}" for i, name in enumerate(names)] if len(names) == n else None
 
 
 REDUCED_PRECISIONS = ("bf16", "int8")  # rows that carry top-1 agreement and SNR against fp32 on held-out inputs
@@ -190,8 +222,8 @@ def run_engine_group(job: WorkerJob, send) -> None:
     if engine.build_s is None and engine.load_s is None:
         engine.load_s = prepare_s
     first_ms: dict[int, float] = {}  # cold first call per batch size, wherever it happens
-    check = _check(engine, model, store, precision, sorted({c.batch_size for c in cells}), first_ms)
-    if precision in REDUCED_PRECISIONS:
+    check = _check(engine, model, store, precision, sorted({c.batch_size for c in cells}), first_ms, cfg.check)
+    if precision in REDUCED_PRECISIONS and cfg.check != "off":
         check.heldout = _heldout(engine, model, store, cfg, max_batch)
 
     monitor = open_monitor(dev, cfg.power_interval_ms, os.getpid())

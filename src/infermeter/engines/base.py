@@ -201,6 +201,14 @@ class Engine:
             outputs = next(iter(outputs.values()))
         return np.asarray(outputs)
 
+    def outputs_to_numpy(self, outputs: Any) -> list[np.ndarray]:
+        """Every output, in graph order, as arrays [batch, ...], for the check only."""
+        if isinstance(outputs, dict):
+            outputs = list(outputs.values())
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        return [np.asarray(self.to_numpy([o])) for o in outputs]
+
     def stage(self, inputs: dict[str, np.ndarray]) -> Any:
         """Convert host inputs to what `infer` takes. With io=device, this is the resident copy."""
         return inputs

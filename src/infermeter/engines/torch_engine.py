@@ -147,6 +147,10 @@ class _TorchEngineBase(Engine):
         if "torch" not in model.sources:
             import onnx2torch  # imported before the clock starts: library import is not model loading
 
+            from infermeter.engines.onnx_normalize import converter_error, import_optimizer, normalised_graph
+
+            import_optimizer()
+
         with Stopwatch() as load:
             if "torch" in model.sources:
                 module = model.load_torch(artifacts)
@@ -155,7 +159,11 @@ class _TorchEngineBase(Engine):
             else:
                 onnx_path = onnx_path_of(artifacts)
                 with Stopwatch() as conv:
-                    module = onnx2torch.convert(onnx_path)
+                    graph, self.info["onnx_normalised"] = normalised_graph(onnx_path)
+                    try:
+                        module = onnx2torch.convert(graph)
+                    except Exception as e:
+                        raise RuntimeError(converter_error("onnx2torch", e)) from e
                     self.info["reshapes_folded"] = fold_constant_reshapes(module)
                     self.info["pads_folded"] = fold_constant_pads(module)
                 self.build_s = conv.s

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from infermeter import __version__
+from infermeter.errors import BadInput
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class ModelOptions:
     input_shapes: list[list[int]] | None = None  # one experiment's shapes, one per input
     seq_len: int = 128
     check_samples: int = 8
+    inputs: str | None = None  # the user's input items (.npz or a folder of .npy files)
+    input_ranges: dict = field(default_factory=dict)  # input name -> (low, high) of synthetic values
     extra: dict = field(default_factory=dict)
 
 
@@ -55,9 +58,14 @@ class Model:
     requires: ClassVar[tuple[str, ...]] = ()
     #: a transformer (quantizers treat attention blocks specially, e.g. NNCF's ModelType.TRANSFORMER)
     transformer: ClassVar[bool] = False
+    #: whether --inputs (the user's own input items) can feed this model
+    accepts_inputs: ClassVar[bool] = False
 
     def __init__(self, options: ModelOptions | None = None):
         self.options = options or ModelOptions()
+        if self.options.inputs and not self.accepts_inputs:
+            raise BadInput(f"--inputs applies to ONNX files; {self.name or type(self).__name__} builds its own "
+                           "calibrated inputs")
 
     # ---- identity ---------------------------------------------------------------------------
     def weights_id(self) -> str:
@@ -75,10 +83,17 @@ class Model:
         """Content key of every artifact derived from this model: changes when anything that shapes
         the weights or the graph changes."""
         ident = {"model": self.name, "weights": self.weights_id(), "weights_hash": self._weights_file_hash(),
+                 "inputs_hash": self.inputs_hash(),
                  "options": asdict(self.options), "specs": [asdict(s) for s in self.input_specs()],
                  "infermeter": __version__}
         digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
         return f"{self.name}-{self.shape_tag()}-{digest}"
+
+    def inputs_hash(self) -> str | None:
+        """sha256 of the user's --inputs (file or folder), None for synthetic inputs."""
+        from infermeter.artifacts import hash_path
+
+        return hash_path(self.options.inputs) if self.options.inputs else None
 
     def _weights_file_hash(self) -> str | None:
         from infermeter.artifacts import hash_path

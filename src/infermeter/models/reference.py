@@ -1,7 +1,8 @@
 """Helpers every model shares: the stored reference, synthetic inputs, torch weights and ONNX export.
 
 The reference is "reference.npz" in the artifact store: keys `inputs__<name>` (the K check inputs as
-one batch, in their own dtypes) and `outputs` (float64, the first output of the source model on them).
+one batch, in their own dtypes), `outputs` (float64, the first output of the source model on them) and,
+for graphs with several outputs, `outputs__1`, `outputs__2`, ... and `output_names`.
 Frameworks are imported inside the functions that need them.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 
 REFERENCE = "reference.npz"
 INPUT_PREFIX = "inputs__"
+OUTPUT_PREFIX = "outputs__"
 
 #: torch.onnx.export settings shared by every torch-source model
 ONNX_OPSET = 17
@@ -35,7 +37,11 @@ def write_reference(store, inputs: dict[str, np.ndarray], outputs) -> Path:
         if isinstance(value, tuple):
             value, facts = value
             arrays.update({k: np.array(str(v)) for k, v in facts.items()})
-        arrays["outputs"] = np.asarray(value, dtype=np.float64)
+        if isinstance(value, list):  # every output of the graph, first one under the historic key
+            for i, v in enumerate(value):
+                arrays["outputs" if i == 0 else f"{OUTPUT_PREFIX}{i}"] = np.asarray(v, dtype=np.float64)
+        else:
+            arrays["outputs"] = np.asarray(value, dtype=np.float64)
         with open(tmp, "wb") as fh:  # a file handle: np.savez would append '.npz' to a bare path
             np.savez(fh, **arrays)
 
@@ -44,6 +50,12 @@ def write_reference(store, inputs: dict[str, np.ndarray], outputs) -> Path:
 
 def read_reference(store) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """(check inputs by name, float64 reference outputs) from the store (or a reference.npz path)."""
+    inputs, outputs = read_reference_outputs(store)
+    return inputs, outputs[0]
+
+
+def read_reference_outputs(store) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    """(check inputs by name, every reference output in graph order, float64)."""
     if isinstance(store, (str, os.PathLike)):
         path = store
     else:
@@ -52,14 +64,18 @@ def read_reference(store) -> tuple[dict[str, np.ndarray], np.ndarray]:
             raise FileNotFoundError(f"no valid {REFERENCE} in {store.root}: build the 'reference' artifact first")
     with np.load(path, allow_pickle=False) as data:
         inputs = {k[len(INPUT_PREFIX):]: data[k] for k in data.files if k.startswith(INPUT_PREFIX)}
-        return inputs, data["outputs"].astype(np.float64)
+        outputs = [data["outputs"].astype(np.float64)]
+        while f"{OUTPUT_PREFIX}{len(outputs)}" in data.files:
+            outputs.append(data[f"{OUTPUT_PREFIX}{len(outputs)}"].astype(np.float64))
+        return inputs, outputs
 
 
 # ---- synthetic inputs ---------------------------------------------------------------------------
-def random_item(specs, seed: int, index: int) -> dict[str, np.ndarray]:
+def random_item(specs, seed: int, index: int, ranges: dict | None = None) -> dict[str, np.ndarray]:
     """One input item (leading axis 1) for each InputSpec, the same for the same (seed, index).
 
-    Floats ~ N(0, 1); integers in [0, 100), except names with 'mask' (all 1s) and 'token_type'
+    `ranges` maps an input name to (low, high): integers in [low, high), floats uniform in [low, high).
+    Otherwise floats ~ N(0, 1); integers in [0, 100), except names with 'mask' (all 1s) and 'token_type'
     (all 0s) so BERT-like graphs get valid values; bools at random. Non-batch axes must be fixed."""
     rng = np.random.default_rng([seed, index, zlib.crc32(b"infermeter-inputs")])
     item = {}
@@ -69,7 +85,15 @@ def random_item(specs, seed: int, index: int) -> dict[str, np.ndarray]:
             raise ValueError(f"input {spec.name!r} has no fixed shape {tuple(spec.shape)}: give --input-shapes")
         dtype = np.dtype(spec.dtype)
         low = spec.name.lower()
-        if dtype == np.bool_:
+        span = (ranges or {}).get(spec.name)
+        if span is not None and dtype != np.bool_:
+            low, high = span
+            if np.issubdtype(dtype, np.integer):
+                a = rng.integers(int(np.ceil(low)), max(int(np.ceil(high)), int(np.ceil(low)) + 1), size=shape)
+                a = a.astype(dtype)
+            else:
+                a = rng.uniform(low, high, size=shape).astype(dtype)
+        elif dtype == np.bool_:
             a = rng.random(shape) < 0.5
         elif np.issubdtype(dtype, np.floating):
             a = rng.standard_normal(shape).astype(dtype)
