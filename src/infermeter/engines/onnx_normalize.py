@@ -2,8 +2,10 @@
 
 Exporters other than torch's (PaddlePaddle, older tf2onnx, hand-edited files) store weights as Constant
 nodes, leave shapes uninferred and keep constant subgraphs; converters such as onnx2torch expect plain
-initializers and fail on such graphs (KeyError on the weight's name). `onnxscript.optimizer.optimize`
-folds constants, lifts them to initializers and infers shapes, without changing what the graph computes.
+initializers and fail on such graphs (KeyError on the weight's name). onnxscript's constant folding (with
+ONNX shape inference) and onnx_ir's passes lift constants to initializers and drop dead nodes. The full
+`onnxscript.optimizer.optimize` also applies pattern rewrites, which turn a Flatten into a Reshape that
+copies dims (shape 0) and so defeat torch.export; normalising needs no rewrites.
 """
 
 from __future__ import annotations
@@ -30,11 +32,20 @@ def normalised_graph(onnx_path: str):
     except ImportError:
         return proto, "not normalised: onnxscript is not installed"
     try:
+        import onnx_ir as ir
+
         before = len(proto.graph.node)
-        out = onnxscript.optimizer.optimize(proto)
+        model = ir.from_proto(proto)
+        onnxscript.optimizer.fold_constants(model, onnx_shape_inference=True)
+        passes = onnxscript.optimizer.common_passes
+        ir.passes.Sequential(passes.RemoveUnusedNodesPass(),
+                             passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+                             passes.LiftSubgraphInitializersToMainGraphPass())(model)
+        out = ir.to_proto(model)
     except Exception as e:  # an optimizer bug must not cost the user the engine: convert the file as it is
         return proto, f"not normalised: onnxscript.optimizer failed ({type(e).__name__}: {str(e)[:200]})"
-    return out, (f"onnxscript {onnxscript.__version__} optimizer: constants folded and lifted to initializers, "
+    return out, (f"onnxscript {onnxscript.__version__} fold_constants + onnx_ir passes: constants folded and lifted "
+                 "to initializers, "
                  f"{before} -> {len(out.graph.node)} nodes")
 
 
