@@ -84,9 +84,11 @@ class Cluster:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: list[Node] = []
-        # the cluster's own token: nothing read from or written to ~/.ray
+        # the cluster's own token: nothing read from or written to ~/.ray; and its own TMPDIR, so the
+        # scratch folders of tasks killed with their node go when the cluster does
+        (self.temp / "tmp").mkdir()
         self.env = {**os.environ, **FAST_FAILURE_DETECTION, "RAY_AUTH_MODE": "token",
-                    "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+                    "RAY_AUTH_TOKEN": secrets.token_hex(32), "TMPDIR": str(self.temp / "tmp")}
 
     def _start(self, name: str, args: list[str], resources: dict, head: bool) -> Node:
         log = self.root / f"{name}.log"
