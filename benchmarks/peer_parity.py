@@ -235,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     store = ArtifactStore(args.cache_dir, model.key())
     print(f"model {model.name} {model.shape_tag()} ({store.get('model.onnx')}), batches {batches}, "
           f"{args.threads} threads, {args.rounds} rounds of {args.seconds:g} s per side")
+    load_before = os.getloadavg()[0]
 
     rows, short = [], False
     with tempfile.TemporaryDirectory(prefix="peer_parity-") as tmp:
@@ -283,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{verdict} ({unit[mode]}; {how})")
     print(f"\nratio: throughput infermeter/tool, latency tool/infermeter; goal >= {args.goal:g}, "
           f"below {args.short_of:g} falls short. {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    busy = max(load_before, os.getloadavg()[0])
+    if busy > (os.cpu_count() or 1):  # other work competed for the cores: the ratios are noise, not a verdict
+        print(f"warning: 1-minute load average reached {busy:.1f} on {os.cpu_count()} cores during the run; "
+              "take the final figures on a quiet machine")
     return 1 if short else 0
 
 
