@@ -144,25 +144,3 @@ def test_parse_summary_reads_loadgen_lines():
              '"metadata": {"is_error": true, "is_warning": false}}'
     assert parse_detail_messages(detail) == ["error: error_runtime: Max query count reached"]
 
-
-@pytest.mark.parametrize("scenario,extra", [
-    ("offline", []), ("single-stream", []), ("multi-stream", ["--streams", "2"]),
-    ("server", ["--target-qps", "50", "--time", "1"])])
-def test_loadgen_through_the_cli_in_every_scenario(tmp_path, scenario, extra):
-    """`--loadgen` as a user runs it: through the sweep and its worker (LoadGen's bindings take a str outdir)."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from infermeter.results.writer import read_results
-
-    model = Path(__file__).resolve().parents[1] / "models" / "example_mlp"
-    res = subprocess.run([sys.executable, "-m", "infermeter", "run", str(model), "--engines", "onnxruntime",
-                          "--precisions", "fp32", "--loadgen", "--scenario", scenario, "--batch-sizes", "1",
-                          "--iterations", "20", "--warmup", "1", "--idle-time", "0", "--quiet", *extra,
-                          "--results-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c")],
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-1500:]
-    rows = read_results(next((tmp_path / "r").glob("*/*/results.csv")))
-    assert len(rows) == 1 and rows[0]["status"] == "ok" and rows[0]["scenario"] == scenario, rows
-    assert float(rows[0]["throughput_items_s"]) > 0
