@@ -261,3 +261,29 @@ def test_a_wrong_second_output_is_caught(tmp_path, engine_name):
         assert "'boxes'" in result.detail
     assert result.detail.startswith("output 1 'boxes'") and "output 0 'scores'" in result.detail
     assert result.rel_err > 0.01
+
+
+def test_a_folder_of_images_feeds_an_image_model_with_its_preprocessing(tmp_path):
+    from PIL import Image
+
+    from infermeter.models.images import view_of
+    from infermeter.models.registry import resolve_model
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(11)
+    photos = [rng.integers(0, 256, size=(48 + 8 * i, 80, 3), dtype=np.uint8) for i in range(3)]
+    for i, photo in enumerate(photos):
+        Image.fromarray(photo).save(folder / f"photo{i}.png")
+    options = dict(input_shapes=[[1, 32, 32, 3]], check_samples=8)
+    model = resolve_model("resnet50", ModelOptions(inputs=str(folder), **options))
+    got = model.check_inputs()["images"]
+    expected = model.preprocess(np.stack([view_of(p, 32, 32, None) for p in photos]).astype(np.float32))
+    np.testing.assert_array_equal(got, expected)  # every image once, the model's own preprocessing
+    assert len(model.sample_pool(5)) == 5
+    assert model.key() != resolve_model("resnet50", ModelOptions(**options)).key()
+    with pytest.raises(BadInput, match="folder of images"):
+        resolve_model("resnet50", ModelOptions(inputs=str(folder / "photo0.png"), **options))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BadInput, match="no images"):
+        resolve_model("resnet50", ModelOptions(inputs=str(tmp_path / "empty"), **options))

@@ -64,7 +64,7 @@ class Model:
     def __init__(self, options: ModelOptions | None = None):
         self.options = options or ModelOptions()
         if self.options.inputs and not self.accepts_inputs:
-            raise BadInput(f"--inputs applies to ONNX files; {self.name or type(self).__name__} builds its own "
+            raise BadInput(f"--inputs applies to ONNX files and image models; {self.name or type(self).__name__} builds its own "
                            "calibrated inputs")
 
     # ---- identity ---------------------------------------------------------------------------

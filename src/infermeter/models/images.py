@@ -96,3 +96,19 @@ def photo_pool(n: int, height: int, width: int, seed: int = 0, image_path: str |
         rng = None if i < len(photos) else np.random.default_rng([seed, i])
         out[i] = view_of(photos[i % len(photos)], height, width, rng)
     return out
+
+
+#: file endings read as images from an --inputs folder
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def folder_photos(folder: str | Path) -> list[np.ndarray]:
+    """Every image in `folder` (sorted by name) as uint8 HWC RGB arrays; BadInput when there are none."""
+    p = Path(folder)
+    if not p.is_dir():
+        raise BadInput(f"--inputs {p}: this model takes a folder of images (its preprocessing is known), "
+                       "not a file")
+    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+    if not files:
+        raise BadInput(f"--inputs {p}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder")
+    return [_as_rgb_uint8(load_photo(f)) for f in files]

@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from infermeter.errors import BadInput, one_line
-from infermeter.models.base import InputSpec, Model
-from infermeter.models.images import photo_pool
+from infermeter.models.base import InputSpec, Model, ModelOptions
+from infermeter.models.images import folder_photos, photo_pool, view_of
 from infermeter.models.reference import write_reference
 
 PRETRAINED_SIZE = (224, 224)
@@ -71,6 +71,16 @@ class KerasApplication(Model):
     application_kwargs: ClassVar[dict] = {}
     #: the file keras.applications downloads into its cache for the 1000-class model with top
     cache_file: ClassVar[str] = ""
+    #: --inputs takes a folder of images, centre-cropped and preprocessed as the model's own photos are
+    accepts_inputs: ClassVar[bool] = True
+
+    def __init__(self, options: ModelOptions | None = None):
+        super().__init__(options)
+        self._photos = None
+        if self.options.inputs:
+            if self.options.image:
+                raise BadInput("--image and --inputs both give the inputs: use one")
+            self._photos = folder_photos(self.options.inputs)
 
     # ---- inputs -----------------------------------------------------------------------------------
     def image_size(self) -> tuple[int, int]:
@@ -104,8 +114,17 @@ class KerasApplication(Model):
 
     def sample_pool(self, n: int) -> list[dict[str, np.ndarray]]:
         h, w = self.image_size()
+        if self._photos is not None:  # the user's images, centre-cropped, rotating when the pool is larger
+            views = self.preprocess(np.stack([view_of(p, h, w, None) for p in self._photos]).astype(np.float32))
+            return [{INPUT_NAME: np.ascontiguousarray(views[i % len(views)][None])} for i in range(n)]
         x = self.preprocess(photo_pool(n, h, w, self.options.seed, self.options.image))
         return [{INPUT_NAME: np.ascontiguousarray(x[i:i + 1])} for i in range(n)]
+
+    def check_inputs(self) -> dict[str, np.ndarray]:
+        if self._photos is not None:  # the first --check-samples of the user's images, no repeats
+            k = min(self.options.check_samples, len(self._photos))
+            return self.make_batch(self.sample_pool(k), k, 0)
+        return super().check_inputs()
 
     def calibration_images(self) -> np.ndarray:
         """Photo views after the check inputs' ones, so synthetic weights are not fitted to the check."""
@@ -231,6 +250,8 @@ class KerasApplication(Model):
             with np.load(path) as z:
                 facts["reference_dtype"] = str(z["computed_in"])
                 facts["reference_note"] = str(z["note"])
+        if self.options.inputs:
+            facts.update({"inputs": str(self.options.inputs), "inputs_sha256": self.inputs_hash()})
         return facts
 
 
