@@ -445,13 +445,10 @@ def fold_constant_reshapes(gm) -> int:
     for node in list(gm.graph.nodes):
         if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), OnnxReshape):
             continue
-        data, shape_node = node.args[0], node.args[1]
-        if getattr(shape_node, "op", None) != "get_attr":
+        data, const = node.args[0], _constant_of(gm, node.args[1])
+        if const is None:
             continue
-        obj = gm
-        for part in shape_node.target.split("."):
-            obj = getattr(obj, part)
-        shape = [int(v) for v in obj.reshape(-1).tolist()]
+        shape = [int(v) for v in const.reshape(-1).tolist()]
         if 0 in shape:
             continue
         with gm.graph.inserting_after(node):
@@ -459,6 +456,11 @@ def fold_constant_reshapes(gm) -> int:
         node.replace_all_uses_with(new)
         gm.graph.erase_node(node)
         folded += 1
+    return _recompiled(gm, folded)
+
+
+def _recompiled(gm, folded: int) -> int:
+    """After a fold pass: drop what it left dead and regenerate the module's code (only if it changed)."""
     if folded:
         gm.graph.eliminate_dead_code()
         gm.graph.lint()
@@ -508,8 +510,4 @@ def fold_constant_pads(gm) -> int:
         node.replace_all_uses_with(new)
         gm.graph.erase_node(node)
         folded += 1
-    if folded:
-        gm.graph.eliminate_dead_code()
-        gm.graph.lint()
-        gm.recompile()
-    return folded
+    return _recompiled(gm, folded)
