@@ -108,25 +108,28 @@ def infermeter_runner(engine_name: str, model, store, batch: int, threads: int):
 
 # ---- bare loops -----------------------------------------------------------------------------------------
 
-def onnxruntime_bare(onnx_path: str, feeds: list[dict], batch: int, threads: int) -> dict:
-    """name -> run(seconds) -> items/s; "same config" mirrors infermeter's session options."""
+def bare_ort_session(onnx_path: str, batch: int, threads: int, fixed: bool):
+    """An ONNX Runtime CPU session with infermeter's settings; fixed: the batch dimension overridden to
+    `batch` (infermeter's static shapes), else as exported."""
     import onnxruntime as ort
 
     from infermeter.engines.onnxruntime_engine import symbolic_batch_dims
 
-    def make_session(fixed: bool):
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        if fixed:  # infermeter's static shapes: the batch dimension fixed to this batch size
-            for dim in symbolic_batch_dims(onnx_path):
-                opts.add_free_dimension_override_by_name(dim, batch)
-        return ort.InferenceSession(onnx_path, sess_options=opts, providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if fixed:
+        for dim in symbolic_batch_dims(onnx_path):
+            opts.add_free_dimension_override_by_name(dim, batch)
+    return ort.InferenceSession(onnx_path, sess_options=opts, providers=["CPUExecutionProvider"])
 
-    session = make_session(True)
-    dynamic_session = make_session(False)
+
+def onnxruntime_bare(onnx_path: str, feeds: list[dict], batch: int, threads: int) -> dict:
+    """name -> run(seconds) -> items/s; "same config" mirrors infermeter's session options."""
+    session = bare_ort_session(onnx_path, batch, threads, True)
+    dynamic_session = bare_ort_session(onnx_path, batch, threads, False)
     outputs = [o.name for o in session.get_outputs()]
 
     bindings = []

@@ -81,20 +81,11 @@ def onnxruntime_best_loop(onnx_path: str, feeds: list[dict], batch: int, threads
     """The best of ONNX Runtime's Python ways to run: session.run and IO binding (outputs pre-allocated),
     each with the batch dimension as exported and fixed by a free-dimension override."""
     import onnxruntime as ort
-    from engine_ceiling import timed_loop
-
-    from infermeter.engines.onnxruntime_engine import symbolic_batch_dims
+    from engine_ceiling import bare_ort_session, timed_loop
 
     results = {}
     for fixed in (False, True):
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        if fixed:
-            for dim in symbolic_batch_dims(onnx_path):
-                opts.add_free_dimension_override_by_name(dim, batch)
-        session = ort.InferenceSession(onnx_path, sess_options=opts, providers=["CPUExecutionProvider"])
+        session = bare_ort_session(onnx_path, batch, threads, fixed)
         outputs = [o.name for o in session.get_outputs()]
         bindings = []
         for feed in feeds:
