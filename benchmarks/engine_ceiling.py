@@ -10,8 +10,9 @@ with onnx.helper; --onnx for another file), in one process and side by side:
 
 - infermeter: Engine.prepare + offline_clients() + run_scenario("offline", ...), as a sweep runs it;
 - bare loops through the engine's own API on the same inputs, configured as infermeter configures it
-  ("same config": what the harness itself costs), plus the engine's other ways to run (ONNX Runtime IO
-  binding; OpenVINO start_async/wait and an AsyncInferQueue of several requests with the THROUGHPUT
+  ("same config": what the harness itself costs; for ONNX Runtime the way its probe chose), plus the
+  engine's other ways to run (ONNX Runtime session.run and IO binding, batch fixed and dynamic; OpenVINO
+  start_async/wait and an AsyncInferQueue of several requests with the THROUGHPUT
   hint). The best of them is the ceiling.
 
 Runs alternate A-B / B-A so slow drift falls on both sides. Prints, per engine, the median of the ratios
@@ -126,32 +127,36 @@ def bare_ort_session(onnx_path: str, batch: int, threads: int, fixed: bool):
     return ort.InferenceSession(onnx_path, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-def onnxruntime_bare(onnx_path: str, feeds: list[dict], batch: int, threads: int) -> dict:
-    """name -> run(seconds) -> items/s; "same config" mirrors infermeter's session options."""
-    session = bare_ort_session(onnx_path, batch, threads, True)
-    dynamic_session = bare_ort_session(onnx_path, batch, threads, False)
-    outputs = [o.name for o in session.get_outputs()]
+def bare_ort_loops(onnx_path: str, feeds: list[dict], batch: int, threads: int) -> dict:
+    """name -> step(i): ONNX Runtime's Python ways to run, named as the engine names them (run_api):
+    session.run and IO binding (inputs bound once per feed, outputs pre-allocated), each on a session
+    with the batch dimension fixed by a free-dimension override and on one with it as exported."""
+    import onnxruntime as ort
 
-    bindings = []
-    for feed in feeds:
-        binding = session.io_binding()
-        for name, arr in feed.items():
-            binding.bind_cpu_input(name, arr)
-        for name in outputs:
-            binding.bind_output(name, "cpu")
-        bindings.append(binding)
+    steps = {}
+    for fixed in (True, False):
+        session = bare_ort_session(onnx_path, batch, threads, fixed)
+        outputs = [o.name for o in session.get_outputs()]
+        bindings = []
+        for feed in feeds:
+            binding = session.io_binding()
+            for name, arr in feed.items():
+                binding.bind_cpu_input(name, arr)
+            for o in session.get_outputs():
+                shape = [batch if not isinstance(d, int) else d for d in o.shape]
+                binding.bind_ortvalue_output(o.name, ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32))
+            bindings.append(binding)
+        tag = "fixed batch" if fixed else "dynamic batch"
+        steps[f"session.run, {tag}"] = lambda i, s=session, o=outputs: s.run(o, feeds[i % len(feeds)])
+        steps[f"io binding, {tag}"] = lambda i, s=session, b=bindings: s.run_with_iobinding(b[i % len(b)])
+    return steps
 
-    def plain(seconds):
-        return timed_loop(lambda i: session.run(outputs, feeds[i % N_STAGED]), seconds, batch)
 
-    def io_binding(seconds):
-        return timed_loop(lambda i: session.run_with_iobinding(bindings[i % N_STAGED]), seconds, batch)
-
-    def dynamic_batch(seconds):
-        return timed_loop(lambda i: dynamic_session.run(outputs, feeds[i % N_STAGED]), seconds, batch)
-
-    return {"same config: session.run, fixed batch": plain, "io binding, fixed batch": io_binding,
-            "session.run, dynamic batch": dynamic_batch}
+def onnxruntime_bare(onnx_path: str, feeds: list[dict], batch: int, threads: int, chosen: str) -> dict:
+    """name -> run(seconds) -> items/s; "same config" is the way infermeter's probe chose (`chosen`)."""
+    return {(f"same config: {name}" if name == chosen else name):
+            (lambda seconds, step=step: timed_loop(step, seconds, batch))
+            for name, step in bare_ort_loops(onnx_path, feeds, batch, threads).items()}
 
 
 def openvino_bare(ir_xml: str, feeds: list[dict], batch: int, threads: int) -> dict:
@@ -206,7 +211,8 @@ def compare_engine(name: str, model, store, batch: int, threads: int, seconds: f
     pool = model.sample_pool(N_STAGED * batch)
     feeds = [model.make_batch(pool, batch, i) for i in range(N_STAGED)]
     if name == "onnxruntime":
-        bare = onnxruntime_bare(str(store.get("model.onnx")), feeds, batch, threads)
+        bare = onnxruntime_bare(str(store.get("model.onnx")), feeds, batch, threads,
+                                engine.info["run_api"][str(batch)]["chosen"])
     else:
         bare = openvino_bare(engine.info["ir"] + "/model.xml", feeds, batch, threads)
     same_key = next(k for k in bare if k.startswith("same config"))

@@ -36,8 +36,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from infermeter.config import RunConfig
 
 N_STAGED = 4
@@ -80,27 +78,10 @@ def benchmark_app(model_file: str, shape: list[int], hint: str, seconds: float) 
 def onnxruntime_best_loop(onnx_path: str, feeds: list[dict], batch: int, threads: int, seconds: float) -> dict:
     """The best of ONNX Runtime's Python ways to run: session.run and IO binding (outputs pre-allocated),
     each with the batch dimension as exported and fixed by a free-dimension override."""
-    import onnxruntime as ort
-    from engine_ceiling import bare_ort_session, timed_loop
+    from engine_ceiling import bare_ort_loops, timed_loop
 
-    results = {}
-    for fixed in (False, True):
-        session = bare_ort_session(onnx_path, batch, threads, fixed)
-        outputs = [o.name for o in session.get_outputs()]
-        bindings = []
-        for feed in feeds:
-            binding = session.io_binding()
-            for name, arr in feed.items():
-                binding.bind_cpu_input(name, arr)
-            for o in session.get_outputs():
-                shape = [batch if not isinstance(d, int) else d for d in o.shape]
-                binding.bind_ortvalue_output(o.name, ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32))
-            bindings.append(binding)
-        tag = "fixed batch" if fixed else "dynamic batch"
-        results[f"session.run, {tag}"] = timed_loop(
-            lambda i, s=session, o=outputs: s.run(o, feeds[i % N_STAGED]), seconds, batch)
-        results[f"io binding, {tag}"] = timed_loop(
-            lambda i, s=session, b=bindings: s.run_with_iobinding(b[i % N_STAGED]), seconds, batch)
+    results = {name: timed_loop(step, seconds, batch)
+               for name, step in bare_ort_loops(onnx_path, feeds, batch, threads).items()}
     best = max(results, key=results.get)
     return {"throughput": results[best], "latency_ms": batch * 1e3 / results[best], "latency_stat": "mean",
             "how": f"bare loop: {best}", "variants": results}

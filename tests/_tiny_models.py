@@ -143,7 +143,8 @@ def run_clients_concurrently(engine, clients, inputs: dict[str, np.ndarray], rou
     def work(index: int) -> list[tuple]:
         order = halves if index % 2 == 0 else halves[::-1]
         barrier.wait(timeout=60)
-        return [(*h, engine.to_numpy(clients[index](staged[h]))) for _ in range(rounds) for h in order]
+        # copied at once: a client may return buffers it reuses at its next call (Engine.make_clients)
+        return [(*h, engine.to_numpy(clients[index](staged[h])).copy()) for _ in range(rounds) for h in order]
 
     with ThreadPoolExecutor(len(clients)) as pool:
         futures = [pool.submit(work, i) for i in range(len(clients))]

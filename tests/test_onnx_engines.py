@@ -92,6 +92,61 @@ def test_two_clients_concurrently_give_correct_outputs(tiny, name):
         assert engine.info["num_streams"] == 2 and engine.info["performance_hint"] == "THROUGHPUT"
 
 
+def test_onnxruntime_runs_the_way_its_probe_chose(tiny):
+    """On the CPU each batch size runs the fastest of the probed ways, recorded in run_api; every way
+    gives session.run's outputs bit for bit, and IO binding clients running at once on different inputs
+    each get their own outputs."""
+    import threading
+
+    from _tiny_models import rows
+
+    from infermeter.engines.onnxruntime_engine import IO_BINDING, SESSION_RUN
+
+    _, _, inputs, _ = tiny
+    engine = prepared("onnxruntime", tiny)
+    half = len(next(iter(inputs.values()))) // 2
+    engine.activate(half)
+    candidates = engine.candidates[half]
+    facts = engine.info["run_api"][str(half)]
+    assert engine.way in candidates and facts["chosen"] == engine.way.name
+    assert set(facts["probe_median_ms"]) == {way.name for way in candidates}
+    assert all(ms > 0 for ms in facts["probe_median_ms"].values()) and facts["probe_rounds"] >= 3
+    assert {way.api for way in candidates} == {SESSION_RUN, IO_BINDING}  # its outputs can be pre-allocated
+    assert 0 < facts["probe_s"] <= engine.active_compile_s  # a one-off cost of the batch size's compile
+
+    halves = [engine.stage(rows(inputs, 0, half)), engine.stage(rows(inputs, half, 2 * half))]
+    expected = [engine.way.session.run(None, dict(h)) for h in halves]
+    for got, want in zip(engine.infer(halves[0]), expected[0]):  # the check's path: the chosen way
+        np.testing.assert_array_equal(got, want)
+    for way in candidates:  # every candidate, whichever won on this machine
+        for staged in halves:
+            want = way.session.run(None, dict(staged))
+            for got in (way.infer(staged), way.clients(1)[0](staged)):
+                for g, w in zip(got, want):
+                    np.testing.assert_array_equal(g, w)
+        if way.api != IO_BINDING:
+            continue
+        clients = way.clients(2)
+        assert not np.shares_memory(clients[0].outputs[0], clients[1].outputs[0])
+        want = [way.session.run(None, dict(h)) for h in halves]
+        barrier, failures = threading.Barrier(2), []
+
+        def work(k, clients=clients, want=want, barrier=barrier, failures=failures):
+            barrier.wait(timeout=60)
+            for _ in range(50):  # each client on its own half, both at once
+                got = clients[k](halves[k])
+                if not all(np.array_equal(g, w) for g, w in zip(got, want[k])):
+                    failures.append(k)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failures, f"{way.name}: client outputs mixed up"
+        assert all(clients[k].serial in halves[k].bindings for k in range(2))  # inputs bound once, kept
+
+
 def test_openvino_streams_hint_avoids_recompiling(tiny):
     engine = prepared("openvino", tiny, options=EngineOptions(streams=2))
     engine.activate(8)

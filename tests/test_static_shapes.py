@@ -72,14 +72,26 @@ def test_openvino_dynamic_mode_compiles_one_batch_range(tiny):
 
 @pytest.mark.parametrize("shape_mode", ["static", "dynamic"])
 def test_onnxruntime_session_shapes(tiny, shape_mode):
+    """Static: each batch size probes a session with its batch fixed and the one with the batch axis as
+    exported, and runs the faster; dynamic: one session, never a fixed one."""
+    from infermeter.engines.onnxruntime_engine import DYNAMIC_BATCH, FIXED_BATCH
+
     engine = prepared("onnxruntime", tiny, shape_mode)
-    sessions = set()
+    fixed_sessions = set()
     for batch in BATCHES:
         run_batch(engine, tiny, batch)
-        dim = engine.session_input_shapes()["pixels"][0]
-        assert dim == (batch if shape_mode == "static" else "batch")
-        sessions.add(id(engine.session))
-    assert len(sessions) == (len(BATCHES) if shape_mode == "static" else 1)
+        dims = {way.batch_dim: way.session.get_inputs()[0].shape[0] for way in engine.candidates[batch]}
+        if shape_mode == "static":
+            assert dims == {FIXED_BATCH: batch, DYNAMIC_BATCH: "batch"}
+            fixed_sessions |= {id(w.session) for w in engine.candidates[batch] if w.batch_dim == FIXED_BATCH}
+        else:
+            assert dims == {DYNAMIC_BATCH: "batch"}
+        assert engine.session_input_shapes()["pixels"][0] == dims[engine.way.batch_dim]
+    if shape_mode == "static":
+        assert len(fixed_sessions) == len(BATCHES)
+        assert set(BATCHES) <= set(engine.compile_s)
+    else:
+        assert list(engine.compile_s) == [DYNAMIC]
 
 
 @pytest.mark.parametrize("shape_mode", ["static", "dynamic"])
@@ -168,3 +180,28 @@ def test_sweep_rows_carry_shape_mode_and_each_cells_compile(tmp_path):
     assert facts["shape_mode"] == "static"
     compiled = {shape for shapes in facts["settings"]["compiled_shapes"].values() for shape in shapes.values()}
     assert compiled == {"[1,32]", "[2,32]"}
+
+
+def test_sweep_records_the_onnxruntime_way_of_each_batch_size(tmp_path):
+    """run.json names the way ONNX Runtime ran each batch size, with the probe that chose it, and each
+    row's compile_s includes that batch size's probe."""
+    import json
+    from pathlib import Path
+
+    from infermeter.config import RunConfig
+    from infermeter.sweep import run_sweep
+
+    if not get_engine("onnxruntime").available()[0]:
+        pytest.skip("onnxruntime not installed")
+    status, sweep = run_sweep(RunConfig(
+        model=str(Path(__file__).resolve().parents[1] / "models" / "example_mlp"), engines=["onnxruntime"],
+        precisions=["fp32"], batch_sizes=[1, 2], iterations=5, warmup=1, results_dir=str(tmp_path / "r"),
+        cache_dir=str(tmp_path / "c"), device="cpu", quiet=True, idle_time_s=0, energy_time_s=0, num_threads=2))
+    assert status == 0 and [r["status"] for r in sweep.rows] == ["ok", "ok"]
+    (facts,) = json.loads((sweep.out_dir / "run.json").read_text())["engines"].values()
+    ways = facts["settings"]["run_api"]
+    assert set(ways) == {"1", "2"} and facts["settings"]["run_api_rule"]
+    for row in sweep.rows:
+        way = ways[str(row["batch_size"])]
+        assert way["chosen"] in way["probe_median_ms"] and len(way["probe_median_ms"]) >= 2
+        assert row["compile_s"] >= way["probe_s"]

@@ -215,7 +215,9 @@ class Engine:
 
     def make_clients(self, n: int) -> list[Callable[[Any], Any]]:
         """N callables that may run concurrently, one per client thread. Engines with multi-request
-        APIs (OpenVINO infer requests, CUDA streams) override this; the default shares `infer`."""
+        APIs (OpenVINO infer requests, CUDA streams) override this; the default shares `infer`. A
+        client's outputs may live in buffers it reuses (valid until that client's next call): the
+        scenarios discard them, and `infer` is the call whose outputs are kept."""
         return [self.infer] * n
 
     def offline_clients(self) -> list[Callable[[Any], Any]]:

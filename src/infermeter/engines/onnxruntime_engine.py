@@ -9,10 +9,21 @@ onnxruntime.quantization makes from the shared calibration set (quantization.py)
 Math mode (engines/math_mode.py): the CUDA EP gets use_tf32=0 for fp32 (1 for tf32) and
 cudnn_conv_algo_search=EXHAUSTIVE, read back from the session into run.json. The TensorRT EP has no
 TF32 option, so TensorRT's default (TF32 on) applies: `onnxruntime-trt` offers tf32, never fp32.
+
+How it runs on the CPU, chosen by one rule rather than tuned per model: at each batch size's activation
+the candidate ways (`session.run`, and IO binding with inputs bound once per staged batch and outputs
+pre-allocated per client; each on a session with the batch dimension fixed by a free-dimension override
+and on the session with the batch axis as exported) run a short interleaved probe, and the one with the
+lowest median call time serves that batch size. The probe is part of the batch size's compile_s; the
+choice and the probe medians are in info["run_api"]. On CUDA: session.run, or IO binding over resident
+inputs with --io device.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -23,11 +34,23 @@ from infermeter.engines.base import (
     DYNAMIC,
     STAGE_SPLIT_HOST_CLOCK,
     Engine,
+    Stopwatch,
     modules_missing,
     register_engine,
 )
 from infermeter.engines.onnx_common import FP16_ARTIFACT, convert_to_fp16, feed_names, onnx_path_of
 from infermeter.errors import EngineUnavailable
+
+#: the ways to run a session that the CPU probe compares: the API, and the session's batch dimension
+SESSION_RUN, IO_BINDING = "session.run", "io binding"
+FIXED_BATCH, DYNAMIC_BATCH = "fixed batch", "dynamic batch"
+#: the probe: interleaved rounds (one call of every candidate each) until PROBE_S seconds have passed
+#: and PROBE_MIN_ROUNDS are done, or PROBE_MAX_ROUNDS; PROBE_WARM unmeasured calls of each first
+PROBE_S, PROBE_MIN_ROUNDS, PROBE_MAX_ROUNDS, PROBE_WARM = 1.0, 3, 30, 2
+RUN_API_RULE = (f"at each batch size's activation, every candidate way runs {PROBE_WARM} unmeasured calls, then "
+                f"interleaved rounds of one call each (at least {PROBE_MIN_ROUNDS}, until {PROBE_S:g} s or "
+                f"{PROBE_MAX_ROUNDS} rounds); the lowest median call time wins. IO binding is a candidate only "
+                "where every output is a tensor whose shape follows from the input shape")
 
 GPU_PACKAGE_HINT = ("install onnxruntime-gpu alone (`pip uninstall onnxruntime` first: with both packages "
                     "installed only the CPU providers remain)")
@@ -48,6 +71,129 @@ def symbolic_batch_dims(onnx_path: str) -> list[str]:
         if inp.name not in initializers and dims and dims[0].dim_param and dims[0].dim_param not in names:
             names.append(dims[0].dim_param)
     return names
+
+
+class StagedFeed(dict):
+    """Staged inputs (graph input name -> contiguous array) that also keep each IO binding client's
+    binding of them, so a timed call binds nothing: the inputs are bound once per staged batch."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        super().__init__(arrays)
+        self.bindings: dict[int, Any] = {}  # client serial -> its IOBinding over these inputs
+
+
+_client_serials = itertools.count()
+
+
+class BoundClient:
+    """One IO binding client: its own output buffers, pre-allocated for one session and batch size, and
+    its own binding of every staged batch it runs (kept on the StagedFeed). A call returns those buffers,
+    valid until this client's next call; concurrent clients never share a binding or a buffer."""
+
+    def __init__(self, session, output_names: list[str], out_specs: list[tuple[tuple, np.dtype]]):
+        import onnxruntime as ort
+
+        self.session, self.output_names = session, output_names
+        self.serial = next(_client_serials)  # never reused, unlike id(): keys the bindings on staged feeds
+        self.outputs = [np.empty(shape, dtype) for shape, dtype in out_specs]
+        self._ortvalues = [ort.OrtValue.ortvalue_from_numpy(o) for o in self.outputs]  # views of the buffers
+
+    def bind(self, inputs: dict[str, np.ndarray]):
+        binding = self.session.io_binding()
+        for name, arr in inputs.items():
+            binding.bind_cpu_input(name, arr)  # the binding keeps a reference to the array
+        for name, value in zip(self.output_names, self._ortvalues):
+            binding.bind_ortvalue_output(name, value)
+        if isinstance(inputs, StagedFeed):
+            inputs.bindings[self.serial] = binding
+        return binding
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        try:
+            binding = inputs.bindings[self.serial]
+        except (AttributeError, KeyError):
+            binding = self.bind(inputs)
+        self.session.run_with_iobinding(binding)
+        return self.outputs
+
+
+class RunWay:
+    """One way to run a CPU session at one batch size: `api` (SESSION_RUN or IO_BINDING) on a session
+    whose batch dimension is `batch_dim` (FIXED_BATCH or DYNAMIC_BATCH)."""
+
+    def __init__(self, session, api: str, batch_dim: str, output_names: list[str],
+                 out_specs: list[tuple[tuple, np.dtype]] | None = None):
+        self.session, self.api, self.batch_dim = session, api, batch_dim
+        self.output_names, self.out_specs = output_names, out_specs
+        self._run = functools.partial(session.run, output_names)
+        self._clients: list[BoundClient] = []  # kept across cells: a client's bindings stay valid
+
+    @property
+    def name(self) -> str:
+        return f"{self.api}, {self.batch_dim}"
+
+    def clients(self, n: int) -> list:
+        """n callables that may run concurrently (timed): session.run is thread-safe and allocates its
+        outputs per call, as a bare loop's does; IO binding clients each own their bindings and outputs."""
+        if self.api == SESSION_RUN:
+            return [self._run] * n
+        while len(self._clients) < n:
+            self._clients.append(BoundClient(self.session, self.output_names, self.out_specs))
+        return self._clients[:n]
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """One call this way with outputs of its own (the check's path; safe from any thread)."""
+        if self.api == SESSION_RUN:
+            return self._run(inputs)
+        client = BoundClient(self.session, self.output_names, self.out_specs)
+        client.session.run_with_iobinding(client.bind(dict(inputs)))
+        return client.outputs
+
+
+def output_specs(session, output_names: list[str], feeds: list[dict]) -> list[tuple[tuple, np.dtype]] | None:
+    """Each output's (shape, dtype) at these feeds' batch size, from session.run; None where IO binding
+    with pre-allocated outputs cannot serve it (a non-tensor output, or a shape that varies with values)."""
+    specs = None
+    for feed in feeds:
+        outs = session.run(output_names, feed)
+        if not all(isinstance(o, np.ndarray) and o.dtype != object for o in outs):
+            return None
+        got = [(o.shape, o.dtype) for o in outs]
+        if specs is not None and got != specs:
+            return None
+        specs = got
+    return specs
+
+
+def probe(candidates: list[RunWay], feeds: list[dict]) -> tuple[RunWay | None, dict[str, float], int, dict]:
+    """(the candidate with the lowest median call time, each one's median ms, rounds, the candidates
+    dropped because a call failed: name -> error): PROBE_WARM unmeasured calls each, then rounds of one
+    call each, the order reversed every other round. None when every candidate failed."""
+    runners, dropped = [], {}
+    for way in candidates:
+        run = way.clients(1)[0]
+        try:
+            for i in range(PROBE_WARM):
+                run(feeds[i % len(feeds)])
+        except Exception as e:  # noqa: BLE001 — a way that cannot run this graph is no candidate
+            dropped[way.name] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            continue
+        runners.append((way, run))
+    if not runners:
+        return None, {}, 0, dropped
+    times: dict[str, list[float]] = {way.name: [] for way, _ in runners}
+    t0 = time.perf_counter()
+    rounds = 0
+    while rounds < PROBE_MAX_ROUNDS and (rounds < PROBE_MIN_ROUNDS or time.perf_counter() - t0 < PROBE_S):
+        feed = feeds[rounds % len(feeds)]
+        for way, run in (runners if rounds % 2 == 0 else runners[::-1]):
+            t = time.perf_counter()
+            run(feed)
+            times[way.name].append(time.perf_counter() - t)
+        rounds += 1
+    medians = {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
+    best = min((way for way, _ in runners), key=lambda way: medians[way.name])  # ties: the first listed
+    return best, medians, rounds, dropped
 
 
 @register_engine
@@ -107,35 +253,50 @@ class OnnxRuntimeEngine(Engine):
         providers = self._providers(precision, artifacts, use_trt)
 
         self._src, self._opts, self._provider_list = src, opts, providers
-        self._batch_dims = symbolic_batch_dims(src) if self.shape_mode == "static" else []
-        self.info["shapes"] = (
-            f"one session per batch size, the batch dimension ({', '.join(self._batch_dims)}) fixed by "
-            "SessionOptions.add_free_dimension_override_by_name (as onnxruntime_perf_test -f does): with every "
-            "shape known, ORT plans memory and folds shape computations once, so fixing it can only remove work"
-            if self._batch_dims else "one session for every batch size (the graph's batch axis as exported)")
+        self.model = model  # its sample inputs feed the CPU probe at each activation
+        self._batch_dims = symbolic_batch_dims(src)
+        self._dynamic_session = None  # the batch axis as exported: shared by every batch size
+        self.session_s: dict[Any, float] = {}  # session creation seconds, by shape key
+        self.ways: dict[int, RunWay] = {}  # batch size -> the way chosen for it (CPU)
+        self.candidates: dict[int, list[RunWay]] = {}  # batch size -> every way its probe compared (CPU)
+        self.way: RunWay | None = None
+        self._probe_s: dict[int, float] = {}  # dynamic mode: each batch size's probe seconds
+        self.probe_on_cpu = self.ctx.device == "cpu"
+        self.use_io_binding = self.ctx.device == "cuda" and self.ctx.io == "device"
+        if self.shape_mode == "dynamic":
+            self.info["shapes"] = "one session for every batch size (the graph's batch axis as exported)"
+        elif self._batch_dims:
+            self.info["shapes"] = (
+                f"per batch size, a session with the batch dimension ({', '.join(self._batch_dims)}) fixed by "
+                "SessionOptions.add_free_dimension_override_by_name (as onnxruntime_perf_test -f does)"
+                + (" and the session with the batch axis as exported, whichever runs faster (run_api)"
+                   if self.probe_on_cpu else ""))
+        else:
+            self.info["shapes"] = "one session for every batch size (the graph fixes or leaves unnamed its batch axis)"
+        self.output_names = None
         self.activate(max_batch)
-        self.load_s = self.active_compile_s  # the first session's creation is the model's load
+        self.load_s = next(iter(self.session_s.values()))  # the first session's creation is the model's load
         active = self.session.get_providers()
         if self.ctx.device == "cuda":
             self.info.update(self._math_facts(precision))
         else:
             self.info["math_mode"] = "ieee-fp32 (CPU)"
 
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.feed_names = feed_names(self.input_names, model)
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        self.use_io_binding = self.ctx.device == "cuda" and self.ctx.io == "device"
         self.info.update({
             "onnxruntime_version": ort.__version__, "model_file": src, "providers": active,
             "intra_op_num_threads": self.ctx.threads, "inter_op_num_threads": 1,
             "graph_optimization_level": "ORT_ENABLE_ALL", "execution_mode": "ORT_SEQUENTIAL",
-            "io_binding": self.use_io_binding, "precision": precision,
-            "concurrency": "make_clients shares one session; InferenceSession.run is thread-safe"})
+            "io_binding": "chosen per batch size (run_api)" if self.probe_on_cpu else self.use_io_binding,
+            "precision": precision,
+            "concurrency": "clients share one session (its run is thread-safe); IO binding clients each own "
+                           "their bindings and output buffers" if self.probe_on_cpu else
+                           "clients share one session; InferenceSession.run is thread-safe"})
 
     def _session_for(self, key):
         """An InferenceSession for this shape key: the batch fixed to `key`, or as exported (DYNAMIC)."""
         import onnxruntime as ort
 
+        t0 = time.perf_counter()
         opts = self._opts
         if key != DYNAMIC and self._batch_dims:
             opts = ort.SessionOptions()  # options are copied field by field: the overrides are per session
@@ -150,11 +311,67 @@ class OnnxRuntimeEngine(Engine):
         active = session.get_providers()
         if wanted not in active:  # ORT falls back to the CPU silently; a mislabelled cell is worse than none
             raise EngineUnavailable(f"onnxruntime did not enable {wanted} (active providers: {', '.join(active)})")
+        self.session_s[key] = time.perf_counter() - t0
+        if self.output_names is None:
+            self.input_names = [i.name for i in session.get_inputs()]
+            self.feed_names = feed_names(self.input_names, self.model)
+            self.output_names = [o.name for o in session.get_outputs()]
         return session
+
+    def _dynamic(self):
+        """The session with the batch axis as exported, created at its first use and then shared."""
+        if self._dynamic_session is None:
+            self._dynamic_session = self._session_for(DYNAMIC)
+        return self._dynamic_session
+
+    def _choose_way(self, batch: int) -> RunWay:
+        """Probe the candidate ways at this batch size (see the module doc) and keep the fastest; its
+        choice and the probe's medians go to info["run_api"]."""
+        sessions = {DYNAMIC_BATCH: self._dynamic()}
+        if self.shape_mode == "static" and self._batch_dims:
+            sessions = {FIXED_BATCH: self._session_for(batch), **sessions}
+        pool = self.model.sample_pool(2 * batch)
+        feeds = [self.stage(self.model.make_batch(pool, batch, i)) for i in range(2)]
+        candidates = []
+        for batch_dim, session in sessions.items():
+            candidates.append(RunWay(session, SESSION_RUN, batch_dim, self.output_names))
+            try:
+                specs = output_specs(session, self.output_names, feeds)
+            except Exception:  # noqa: BLE001 — a graph session.run cannot run here fails in the check, not here
+                specs = None
+            if specs is not None:
+                candidates.append(RunWay(session, IO_BINDING, batch_dim, self.output_names, specs))
+        with Stopwatch() as sw:
+            way, medians, rounds, dropped = probe(candidates, feeds)
+        facts = {"probe_median_ms": {k: round(v, 4) for k, v in medians.items()}, "probe_rounds": rounds,
+                 "probe_s": round(sw.s, 3)}
+        if dropped:
+            facts["probe_dropped"] = dropped
+        if way is None:  # nothing runs: session.run, so the check reports the graph's own error
+            way = candidates[0]
+        self.candidates[batch] = candidates
+        self.info.setdefault("run_api_rule", RUN_API_RULE)
+        self.info.setdefault("run_api", {})[str(batch)] = {"chosen": way.name, **facts}
+        return way
 
     def activate(self, batch: int) -> None:
         self.batch = batch
-        self.session = self.compiled_for(self.shape_key(batch), self._session_for)
+        key = self.shape_key(batch)
+        if not self.probe_on_cpu:
+            self.session = self.compiled_for(key, self._session_for)
+            return
+        if self.shape_mode == "static":  # the probe is part of this batch size's compile
+            self.way = self.compiled_for(key, self._choose_way)
+        else:  # one session; the probe per batch size adds to its compile in this batch size's cells
+            self.compiled_for(key, lambda _: self._dynamic())
+            if batch not in self.ways:
+                with Stopwatch() as sw:
+                    self.ways[batch] = self._choose_way(batch)
+                self._probe_s[batch] = sw.s
+            self.way = self.ways[batch]
+            self.active_compile_s = self.compile_s[key] + self._probe_s[batch]
+        self.ways[batch] = self.way
+        self.session = self.way.session
 
     def session_input_shapes(self) -> dict[str, list]:
         """The input shapes of the session serving now, as ORT reports them."""
@@ -203,7 +420,7 @@ class OnnxRuntimeEngine(Engine):
 
     # ---- inference ------------------------------------------------------------------------------
     def stage(self, inputs: dict[str, np.ndarray]) -> Any:
-        arrays = {name: np.ascontiguousarray(inputs[key]) for name, key in self.feed_names.items()}
+        arrays = StagedFeed({name: np.ascontiguousarray(inputs[key]) for name, key in self.feed_names.items()})
         if not self.use_io_binding:
             return arrays
         import onnxruntime as ort
@@ -212,6 +429,8 @@ class OnnxRuntimeEngine(Engine):
         return {k: ort.OrtValue.ortvalue_from_numpy(v, "cuda", 0) for k, v in arrays.items()}
 
     def infer(self, inputs: Any) -> list[np.ndarray]:
+        if self.way is not None:  # the CPU: the way chosen for this batch size, with outputs of its own
+            return self.way.infer(inputs)
         if not self.use_io_binding:
             return self.session.run(self.output_names, inputs)
         binding = self.session.io_binding()  # one binding per call, so concurrent clients never share one
@@ -246,8 +465,20 @@ class OnnxRuntimeEngine(Engine):
         return {"h2d_ms": (t1 - t0) * 1e3, "compute_ms": (t2 - t1) * 1e3, "d2h_ms": (t3 - t2) * 1e3,
                 "stage_split_method": STAGE_SPLIT_HOST_CLOCK}
 
+    def make_clients(self, n: int):
+        """On the CPU, the chosen way's timed clients: with IO binding each owns its bindings and output
+        buffers (a call's outputs stay valid until that client's next call)."""
+        if self.way is None:
+            return super().make_clients(n)
+        return self.way.clients(n)
+
+    def offline_clients(self):
+        return self.make_clients(1)
+
     def close(self) -> None:
-        self.session = None
+        self.session = self.way = self._dynamic_session = None
+        self.ways.clear()
+        self.candidates.clear()
         self.by_shape.clear()
 
 
