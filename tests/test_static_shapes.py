@@ -109,6 +109,22 @@ def test_torch_compile_compiles_once_per_batch_or_once_in_all(tiny, shape_mode):
     assert engine.info["dynamic"] is (shape_mode == "dynamic")
 
 
+@pytest.mark.parametrize("shape_mode", ["static", "dynamic"])
+def test_torchscript_traces_once_per_batch_or_once_in_all(tiny, shape_mode):
+    engine = prepared("torchscript", tiny, shape_mode)  # prepared for max_batch 4: active at 4
+    for batch in (*BATCHES, *BATCHES):  # twice: nothing traces again
+        run_batch(engine, tiny, batch)
+    traced = engine.info["traced_input_shapes"]
+    if shape_mode == "static":
+        assert traced == {str(b): [f"({b}, 3, 32, 32)"] for b in (4, *BATCHES)}
+        assert set(engine.compile_s) == {4, *BATCHES} and all(s > 0 for s in engine.compile_s.values())
+        assert len({id(fn) for fn in engine.by_shape.values()}) == 3  # a traced module per batch size
+    else:
+        assert traced == {DYNAMIC: ["(2, 3, 32, 32)"]}  # batch 2: the traced graph keeps the batch axis general
+        assert list(engine.compile_s) == [DYNAMIC]
+    assert engine.fn is engine.by_shape[engine.shape_key(BATCHES[-1])]
+
+
 @pytest.fixture(scope="module")
 def small_keras(tmp_path_factory):
     pytest.importorskip("tensorflow")

@@ -1,4 +1,5 @@
-"""PyTorch engines: eager (`torch`), `torchscript` (trace + freeze) and `torch-compile`.
+"""PyTorch engines: eager (`torch`), `torchscript` (trace + freeze + optimize_for_inference, once per
+batch size with static shapes, once for all in dynamic mode) and `torch-compile`.
 
 The module is the model's own torch source when it has one (`model.load_torch`), otherwise the ONNX
 export converted by onnx2torch (that conversion is `build_s`). Inputs are passed positionally in the
@@ -178,7 +179,8 @@ class _TorchEngineBase(Engine):
         self.module = module
 
         fixed_batch = model.input_specs()[0].shape[0]
-        trace_batch = fixed_batch if fixed_batch > 0 else min(2, max_batch)  # >1 keeps the batch axis general
+        self.fixed_batch = fixed_batch if fixed_batch > 0 else None
+        trace_batch = self.fixed_batch or min(2, max_batch)  # >1 keeps the batch axis general
         example = self.stage(model.make_batch(model.sample_pool(trace_batch), trace_batch, 0))
         with Stopwatch() as build:
             self.fn = self._build_callable(module, self._device_args(example))
@@ -320,7 +322,34 @@ class TorchScriptEngine(_TorchEngineBase):
                "bf16": "a traced and frozen TorchScript graph is not run under autocast here; bf16 runs on the torch "
                        "and torch-compile engines"}
 
+    def prepare(self, model, artifacts, precision: str, max_batch: int) -> None:
+        super().prepare(model, artifacts, precision, max_batch)
+        self.info.update(traced_input_shapes={}, optimize_for_inference={})
+        self.activate(max_batch)
+
     def _build_callable(self, module, example_args: tuple):
+        return module  # traced per shape at activation
+
+    def activate(self, batch: int) -> None:
+        """Trace, freeze and optimize for this batch size (static) or once for all (dynamic, traced at a
+        batch of 2 so the batch axis stays general), timed into compile_s."""
+        self.batch = batch
+        self.fn = self.compiled_for(self.shape_key(batch), self._trace_shape)
+
+    def _trace_shape(self, key):
+        batch = self.fixed_batch or (min(2, self.max_batch) if key == DYNAMIC else key)
+        example = self._device_args(self.stage(self.model.make_batch(self.model.sample_pool(batch), batch, 0)))
+        self.info["traced_input_shapes"][str(key)] = [str(tuple(t.shape)) for t in example]
+        fn, self.info["optimize_for_inference"][str(key)] = self._trace(self.module, example)
+        if self.device.type == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+        return fn
+
+    @staticmethod
+    def _trace(module, example_args: tuple):
+        """(the traced, frozen and, where it runs, optimized module; how optimize_for_inference went)."""
         import torch
 
         # TorchScript is deprecated in recent torch; the FutureWarnings would repeat in every worker log.
@@ -334,10 +363,8 @@ class TorchScriptEngine(_TorchEngineBase):
                 optimized = torch.jit.optimize_for_inference(frozen)
                 optimized(*example_args)  # some graphs fail only when run after the rewrite
         except Exception as e:  # keep the frozen graph, and say why in info
-            self.info["optimize_for_inference"] = f"not applied: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
-            return frozen
-        self.info["optimize_for_inference"] = "applied"
-        return optimized
+            return frozen, f"not applied: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        return optimized, "applied"
 
 
 @register_engine
