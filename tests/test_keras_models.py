@@ -17,6 +17,7 @@ from infermeter.models.images import BUNDLED_PHOTOS, photo_pool
 from infermeter.models.keras_apps import (
     INPUT_NAME,
     OUTPUT_NAME,
+    SYNTHETIC_RECIPE,
     MobileNetV3Large,
     ResNet50,
     keras_cache_dir,
@@ -126,8 +127,9 @@ def test_uncalibrated_random_weights_are_refused_and_calibrated_ones_pass():
         assert_informative(raw)
     calibrated = np.asarray(model.make_keras()(x, training=False))
     facts = assert_informative(calibrated)
-    assert facts["reference_distinct_top1"] >= 4
-    assert model.weights_id() == "synthetic:0"
+    # the nearest-prototype classifier: the check views land on several of its prototypes' classes
+    assert facts["reference_distinct_top1"] >= 3
+    assert model.weights_id() == f"synthetic:0:{SYNTHETIC_RECIPE}"
 
 
 def test_resnet50_synthetic_weights_are_informative():
@@ -160,8 +162,8 @@ def test_keras_cache_is_used_only_at_the_pretrained_size(tmp_path, monkeypatch):
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / ResNet50.cache_file).write_bytes(b"stand-in")
     assert ResNet50().weights_id() == f"keras-cache:{ResNet50.cache_file}"
-    assert small(ResNet50).weights_id() == "synthetic:0"
-    assert MobileNetV3Large().weights_id() == "synthetic:0"  # its file is absent
+    assert small(ResNet50).weights_id() == f"synthetic:0:{SYNTHETIC_RECIPE}"
+    assert MobileNetV3Large().weights_id() == f"synthetic:0:{SYNTHETIC_RECIPE}"  # its file is absent
 
 
 # ---- artifacts ----------------------------------------------------------------------------------------------
@@ -181,7 +183,7 @@ def test_artifacts_built_once_and_reused(built):
     model, store, facts = built
     assert set(store.built) == {"model.keras", "savedmodel", "model.onnx", "reference.npz"}
     assert facts["onnx_opset"] == 17 and facts["onnx_exporter"].startswith("tf2onnx")
-    assert facts["reference_dtype"] == "float64" and facts["weights"] == "synthetic:0"
+    assert facts["reference_dtype"] == "float64" and facts["weights"] == f"synthetic:0:{SYNTHETIC_RECIPE}"
     mtimes = {p.name: p.stat().st_mtime_ns for p in store.root.iterdir()}
     again = ArtifactStore(store.root.parent, model.key())
     facts2 = model.build_artifacts(again, KINDS)

@@ -23,12 +23,47 @@ from infermeter.errors import BadInput
 
 DEFAULT_CALIBRATION_ITEMS = 64
 DEFAULT_HELDOUT_ITEMS = 256
-# ONNX Runtime's static quantization: symmetric int8 activations and per-channel symmetric int8 weights in
-# QDQ form. TensorRT's explicit quantization takes only symmetric int8 QDQ, so this one graph serves
-# both engines. MinMax calibration (ranges from the calibration set's observed extremes).
+# ONNX Runtime's static quantization in QDQ form, per-channel symmetric int8 weights, MinMax calibration (ranges
+# from the calibration set's observed extremes), in the flavour each consumer of the graph recommends:
+# - "u8s8" for ONNX Runtime's CPU provider: uint8 asymmetric activations, int8 weights, the format ORT
+#   documents for x86 (its int8 GEMM/conv kernels take unsigned activations; a symmetric int8-activation
+#   graph ran 3.5x slower than this one on an AVX2 CPU, slower than fp32). Without VNNI the AVX2 kernels
+#   multiply-add pairs of u8 x s8 products into int16 with saturation, so ORT advises 7-bit weights
+#   (reduce_range) there: "u8s8-r7".
+# - "s8s8" for TensorRT (its explicit quantization takes only symmetric int8 Q/DQ), also used by
+#   onnxruntime-trt.
 ORT_CALIBRATION = "MinMax"
-QDQ_SETTINGS = {"quant_format": "QDQ", "activation_type": "QInt8", "weight_type": "QInt8", "per_channel": True,
-                "activation_symmetric": True, "weight_symmetric": True, "calibrate_method": ORT_CALIBRATION}
+QDQ_FLAVOURS = {
+    "u8s8": {"activation_type": "QUInt8", "activation_symmetric": False, "reduce_range": False},
+    "u8s8-r7": {"activation_type": "QUInt8", "activation_symmetric": False, "reduce_range": True},
+    "s8s8": {"activation_type": "QInt8", "activation_symmetric": True, "reduce_range": False},
+}
+
+
+def qdq_settings(flavour: str) -> dict:
+    """Everything that shapes the QDQ graph of this flavour, as recorded in run.json."""
+    return {"quant_format": "QDQ", "flavour": flavour, **QDQ_FLAVOURS[flavour], "weight_type": "QInt8",
+            "per_channel": True, "weight_symmetric": True, "calibrate_method": ORT_CALIBRATION}
+
+
+def cpu_has_vnni() -> bool:
+    """Whether the CPU reports VNNI (AVX512-VNNI or AVX-VNNI), read from /proc/cpuinfo; False elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_vnni", "avx_vnni"})
+    except OSError:
+        pass
+    return False
+
+
+def ort_cpu_qdq_flavour() -> str:
+    import platform
+
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+    return "u8s8-r7" if x86 and not cpu_has_vnni() else "u8s8"
 
 
 def item_hash(item: dict[str, np.ndarray]) -> str:
@@ -98,11 +133,11 @@ def calibration_set(model, n: int = DEFAULT_CALIBRATION_ITEMS) -> InputSet:
 
 
 # ---- ONNX Runtime QDQ quantization (ONNX Runtime and TensorRT engines) -------------------------------
-def qdq_artifact_name(calib: InputSet) -> str:
-    return f"model_int8_qdq_{ORT_CALIBRATION.lower()}_{calib.sha256[:16]}.onnx"
+def qdq_artifact_name(calib: InputSet, flavour: str) -> str:
+    return f"model_int8_qdq_{flavour}_{ORT_CALIBRATION.lower()}_{calib.sha256[:16]}.onnx"
 
 
-def build_qdq_onnx(fp32_onnx: str, calib: InputSet, feed: dict[str, str], dst: Path) -> None:
+def build_qdq_onnx(fp32_onnx: str, calib: InputSet, feed: dict[str, str], dst: Path, flavour: str) -> None:
     """Static QDQ quantization of the fp32 ONNX with onnxruntime.quantization, as ORT recommends it:
     quant_pre_process (shape inference, graph optimisation) first, then quantize_static on the
     calibration set. feed maps graph input names to the items' keys."""
@@ -120,25 +155,26 @@ def build_qdq_onnx(fp32_onnx: str, calib: InputSet, feed: dict[str, str], dst: P
     pre = dst.with_name(dst.name + ".pre.onnx")
     try:
         quant_pre_process(fp32_onnx, str(pre), skip_symbolic_shape=True)
+        f = QDQ_FLAVOURS[flavour]
         q.quantize_static(
             str(pre), str(dst), Reader(), quant_format=q.QuantFormat.QDQ, per_channel=True,
-            activation_type=q.QuantType.QInt8, weight_type=q.QuantType.QInt8,
-            calibrate_method=getattr(q.CalibrationMethod, ORT_CALIBRATION),
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+            activation_type=getattr(q.QuantType, f["activation_type"]), weight_type=q.QuantType.QInt8,
+            reduce_range=f["reduce_range"], calibrate_method=getattr(q.CalibrationMethod, ORT_CALIBRATION),
+            extra_options={"ActivationSymmetric": f["activation_symmetric"], "WeightSymmetric": True})
     finally:
         for p in pre.parent.glob(pre.name + "*"):
             p.unlink()
 
 
-def qdq_onnx(model, artifacts, calib: InputSet) -> tuple[str, bool]:
-    """(path of the QDQ int8 ONNX for this calibration set, whether it was built now)."""
+def qdq_onnx(model, artifacts, calib: InputSet, flavour: str) -> tuple[str, bool]:
+    """(path of the QDQ int8 ONNX of this flavour for this calibration set, whether it was built now)."""
     from infermeter.engines.onnx_common import feed_names, onnx_input_names, onnx_path_of
 
     src = onnx_path_of(artifacts)
-    name = qdq_artifact_name(calib)
+    name = qdq_artifact_name(calib, flavour)
     cached = artifacts.get(name) is not None
     feed = feed_names(onnx_input_names(src), model)
-    path = artifacts.build(name, lambda tmp: build_qdq_onnx(src, calib, feed, tmp))
+    path = artifacts.build(name, lambda tmp: build_qdq_onnx(src, calib, feed, tmp, flavour))
     return str(path), not cached
 
 

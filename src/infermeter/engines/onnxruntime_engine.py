@@ -233,12 +233,20 @@ class OnnxRuntimeEngine(Engine):
         self.build_s = 0.0
         use_trt = self.ctx.device == "cuda" and self.gpu_provider == "TensorrtExecutionProvider"
         if precision == "int8":
-            from infermeter.quantization import QDQ_SETTINGS, calibration_set, qdq_onnx, quantization_facts
+            from infermeter.quantization import (
+                calibration_set,
+                ort_cpu_qdq_flavour,
+                qdq_onnx,
+                qdq_settings,
+                quantization_facts,
+            )
 
             calib = calibration_set(model, self.ctx.options.calibration_items)
-            src, built = qdq_onnx(model, artifacts, calib)
+            flavour = ort_cpu_qdq_flavour()
+            src, built = qdq_onnx(model, artifacts, calib, flavour)
             self.build_s = artifacts.built[Path(src).name] if built else 0.0
-            self.info.update(quantization_facts(calib, "onnxruntime.quantization.quantize_static", **QDQ_SETTINGS))
+            self.info.update(quantization_facts(calib, "onnxruntime.quantization.quantize_static",
+                                                **qdq_settings(flavour)))
         if precision == "fp16" and not use_trt:  # the TensorRT EP makes its own fp16 engine from the fp32 graph
             cached = artifacts.get(FP16_ARTIFACT) is not None
             fp32_src = src

@@ -168,13 +168,13 @@ class TensorRTEngine(Engine):
             onnx_path = str(artifacts.build(FP16_ARTIFACT, lambda tmp: convert_to_fp16(src, tmp)))
         qdq_build_s = 0.0
         if precision == "int8":
-            from infermeter.quantization import QDQ_SETTINGS, calibration_set, qdq_onnx, quantization_facts
+            from infermeter.quantization import calibration_set, qdq_onnx, qdq_settings, quantization_facts
 
             calib = calibration_set(model, self.ctx.options.calibration_items)
-            onnx_path, built = qdq_onnx(model, artifacts, calib)
+            onnx_path, built = qdq_onnx(model, artifacts, calib, "s8s8")  # TensorRT takes symmetric int8 Q/DQ only
             qdq_build_s = artifacts.built[Path(onnx_path).name] if built else 0.0
             self.info.update(quantization_facts(calib, "explicit quantization of the onnxruntime.quantization "
-                                                "QDQ graph", **QDQ_SETTINGS))
+                                                "QDQ graph", **qdq_settings("s8s8")))
         self._plan_args = (model, artifacts, onnx_path, precision, fp16_by_flag, major)
         self.max_batch = max_batch
         self.runtime = trt.Runtime(_logger())

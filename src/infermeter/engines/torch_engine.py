@@ -167,6 +167,7 @@ class _TorchEngineBase(Engine):
                         raise RuntimeError(converter_error("onnx2torch", e)) from e
                     self.info["reshapes_folded"] = fold_constant_reshapes(module)
                     self.info["pads_folded"] = fold_constant_pads(module)
+                    self.info["squeezes_folded"] = fold_constant_squeeze_axes(module)
                 self.build_s = conv.s
                 # positional in ONNX graph order, each taken from the input dict under the model's name for it
                 self.arg_names = list(feed_names(onnx_input_names(onnx_path), model).values())
@@ -534,6 +535,39 @@ def fold_constant_pads(gm) -> int:
                                                    mode)
         with gm.graph.inserting_after(node):
             new = gm.graph.call_function(F.pad, (node.args[0], tuple(torch_pads)), {"mode": mode, "value": value})
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+        folded += 1
+    return _recompiled(gm, folded)
+
+
+def fold_constant_squeeze_axes(gm) -> int:
+    """Replace onnx2torch's (Un)squeeze with axes as an input (opset 13+) by torch.(un)squeeze with the
+    stored axes. It sorts the axes tensor and reads each with .item() at run time, which torch.export
+    turns into data-dependent sizes (PT2E quantization of a ResNet50 export stops there); the folded
+    graph computes the same."""
+    import torch
+    from onnx2torch.node_converters.squeeze import OnnxSqueezeDynamicAxes
+    from onnx2torch.node_converters.unsqueeze import OnnxUnsqueezeDynamicAxes
+
+    folded = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or len(node.args) != 2:
+            continue
+        module = gm.get_submodule(node.target)
+        if not isinstance(module, (OnnxSqueezeDynamicAxes, OnnxUnsqueezeDynamicAxes)):
+            continue
+        axes = _constant_of(gm, node.args[1])
+        if axes is None or axes.numel() == 0:
+            continue
+        axes = [int(a) for a in axes.reshape(-1).tolist()]
+        with gm.graph.inserting_after(node):
+            if isinstance(module, OnnxSqueezeDynamicAxes):
+                new = gm.graph.call_function(torch.squeeze, (node.args[0], tuple(axes)))
+            else:  # ONNX Unsqueeze inserts at the listed output positions, in ascending order
+                new = node.args[0]
+                for a in sorted(axes):
+                    new = gm.graph.call_function(torch.unsqueeze, (new, a))
         node.replace_all_uses_with(new)
         gm.graph.erase_node(node)
         folded += 1
