@@ -159,7 +159,8 @@ def onnxruntime_bare(onnx_path: str, feeds: list[dict], batch: int, threads: int
             for name, step in bare_ort_loops(onnx_path, feeds, batch, threads).items()}
 
 
-def openvino_bare(ir_xml: str, feeds: list[dict], batch: int, threads: int) -> dict:
+def openvino_bare(ir_xml: str, feeds: list[dict], batch: int, threads: int, chosen: str) -> dict:
+    """name -> run(seconds) -> items/s; "same config" is the hint infermeter's offline probe chose."""
     import openvino as ov
     import openvino.properties as props
     import openvino.properties.hint as hints
@@ -200,8 +201,10 @@ def openvino_bare(ir_xml: str, feeds: list[dict], batch: int, threads: int) -> d
         t1 = time.perf_counter()
         return done[0] * batch / (t1 - t0)
 
-    return {"same config: start_async/wait (LATENCY)": start_wait, "request.infer (LATENCY)": sync,
-            "AsyncInferQueue (THROUGHPUT)": async_queue}
+    same = "same config: " if chosen == "LATENCY" else ""
+    queue_same = "same config: " if chosen == "THROUGHPUT" else ""
+    return {f"{same}start_async/wait (LATENCY)": start_wait, "request.infer (LATENCY)": sync,
+            f"{queue_same}AsyncInferQueue (THROUGHPUT)": async_queue}
 
 
 # ---- comparison -----------------------------------------------------------------------------------------
@@ -214,7 +217,8 @@ def compare_engine(name: str, model, store, batch: int, threads: int, seconds: f
         bare = onnxruntime_bare(str(store.get("model.onnx")), feeds, batch, threads,
                                 engine.info["run_api"][str(batch)]["chosen"])
     else:
-        bare = openvino_bare(engine.info["ir"] + "/model.xml", feeds, batch, threads)
+        bare = openvino_bare(engine.info["ir"] + "/model.xml", feeds, batch, threads,
+                             engine.info["offline_probe"][str(batch)]["chosen"])
     same_key = next(k for k in bare if k.startswith("same config"))
     ratios_same, ratios_best = [], []
     best_by_variant: dict[str, list[float]] = {k: [] for k in bare}

@@ -53,9 +53,16 @@ def test_openvino_compiles_each_batch_for_its_exact_shape(tiny):
         engine.make_clients(1)  # one client: the LATENCY hint
         assert engine.compiled_input_shapes()["pixels"] == shape
         assert engine.info["performance_hint"] == "LATENCY"
-        engine.offline_clients()  # the offline hint compiles the same shape with THROUGHPUT
+        clients = engine.offline_clients()  # offline probes THROUGHPUT and LATENCY on the same shape
         assert engine.compiled_input_shapes()["pixels"] == shape
-        assert engine.info["performance_hint"] == "THROUGHPUT"
+        probe = engine.info["offline_probe"][str(batch)]
+        assert set(probe["items_s"]) == {"THROUGHPUT", "LATENCY"} and all(v > 0 for v in probe["items_s"].values())
+        assert probe["chosen"] == max(probe["items_s"], key=probe["items_s"].get)
+        assert engine.info["performance_hint"] == probe["chosen"]
+        assert len(clients) == engine.info["offline_requests"]
+        if probe["chosen"] == "LATENCY":
+            assert len(clients) == 1
+        assert engine.active_compile_s >= probe["probe_s"]  # the probe is a one-off cost of the cell
     compiles = dict(engine.compile_s)
     run_batch(engine, tiny, BATCHES[0])  # kept while the worker runs: no second compile
     assert engine.compile_s == compiles

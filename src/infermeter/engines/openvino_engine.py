@@ -38,6 +38,42 @@ NNCF_PRESETS = ("PERFORMANCE", "MIXED")
 
 
 THROUGHPUT_AUTO = 0  # _compile(streams=0): THROUGHPUT hint, streams chosen by OpenVINO
+OFFLINE_PROBE_S = 2.0  # each offline way runs this long in all, in alternating rounds, before a cell
+
+
+def _probe_offline(ways: dict[str, list], staged) -> dict[str, float]:
+    """Calls per second of each way (its clients, each looping in its own thread), run in alternating
+    rounds (A B B A ...) so a drift of the machine's speed touches both alike."""
+    import threading
+    import time
+
+    def rate(clients, seconds: float) -> float:
+        counts = [0] * len(clients)
+        stop = time.perf_counter() + seconds
+
+        def loop(i):
+            while time.perf_counter() < stop:
+                clients[i](staged)
+                counts[i] += 1
+
+        threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(clients))]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return sum(counts) / (time.perf_counter() - t0)
+
+    names = list(ways)
+    for clients in ways.values():  # one untimed call each: first-call costs stay out of the probe
+        for c in clients:
+            c(staged)
+    rounds = 4
+    got: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(rounds):
+        for k in (names if r % 2 == 0 else names[::-1]):
+            got[k].append(rate(ways[k], OFFLINE_PROBE_S / rounds))
+    return {k: float(np.median(v)) for k, v in got.items()}
 
 
 @functools.cache
@@ -135,6 +171,7 @@ class OpenVinoEngine(Engine):
     def prepare(self, model, artifacts, precision: str, max_batch: int) -> None:
         import openvino as ov
 
+        self.model = model  # its sample inputs feed the offline probe
         onnx_path = onnx_path_of(artifacts)
         cached = artifacts.get(IR_ARTIFACT) is not None
         ir_dir = artifacts.build(IR_ARTIFACT, lambda tmp: _save_ir(onnx_path, tmp))
@@ -283,10 +320,15 @@ class OpenVinoEngine(Engine):
         return [request.get_output_tensor(i).data.copy() for i in range(self.n_outputs)]
 
     def offline_clients(self):
-        """Offline is maximum throughput: compiled with the THROUGHPUT hint and as many requests in flight
-        as OpenVINO reports optimal (what benchmark_app does in throughput mode).
+        """Offline is maximum throughput, in the faster of OpenVINO's two ways for this shape, chosen by a
+        probe: the THROUGHPUT hint with as many requests in flight as OpenVINO reports optimal (what
+        benchmark_app does in throughput mode), or the LATENCY hint with one request. On a CPU with few
+        cores THROUGHPUT's streams split the cores, and at larger batches one stream using them all can be
+        faster (MobileNetV3-Large batch 8 on 2 cores: 75 against 68 items/s). Both are compiled and
+        alternately run for OFFLINE_PROBE_S; the compiles and the probe are this cell's compile_s, and
+        info["offline_probe"] holds each batch size's choice and rates.
 
-        benchmark_app drives those requests through an AsyncInferQueue; here each request has its own
+        benchmark_app drives its requests through an AsyncInferQueue; here each request has its own
         client thread (start_async + wait, the GIL released in both). The two keep the same requests in
         flight on the same compiled model; they differ only in who is woken when a request completes (the
         client's thread, or a callback on OpenVINO's thread), which is microseconds against milliseconds of
@@ -297,11 +339,29 @@ class OpenVinoEngine(Engine):
         machine whose single runs spread from 32 to 62 items/s: no sign that the queue is faster."""
         import openvino.properties as props
 
-        self._use(THROUGHPUT_AUTO)
-        n = int(self.compiled.get_property(props.optimal_number_of_infer_requests))
-        self.info["offline_requests"] = n
-        self.info["offline_api"] = f"{n} InferRequests, each start_async + wait in its own client thread"
-        requests = [self.request] + [self.compiled.create_infer_request() for _ in range(n - 1)]
+        ways = {}
+        one_off = 0.0
+        for streams in (THROUGHPUT_AUTO, 1):
+            self._use(streams)
+            one_off += self.active_compile_s
+            n = int(self.compiled.get_property(props.optimal_number_of_infer_requests)) if streams else 1
+            requests = [self.request] + [self.compiled.create_infer_request() for _ in range(n - 1)]
+            ways["THROUGHPUT" if streams == THROUGHPUT_AUTO else "LATENCY"] = (streams, requests)
+        batch = self.batch
+        staged = self.stage(self.model.make_batch(self.model.sample_pool(batch), batch, 0))
+        with Stopwatch() as sw:
+            rates = _probe_offline({k: [functools.partial(self._run, r) for r in reqs]
+                                    for k, (_, reqs) in ways.items()}, staged)
+        chosen = max(rates, key=rates.get)
+        streams, requests = ways[chosen]
+        self._use(streams)
+        self.active_compile_s = one_off + sw.s
+        self.info.setdefault("offline_probe", {})[str(batch)] = {
+            "chosen": chosen, "items_s": {k: round(v * batch, 2) for k, v in rates.items()},
+            "probe_s": round(sw.s, 3)}
+        self.info["offline_requests"] = len(requests)
+        self.info["offline_api"] = (f"{len(requests)} InferRequest(s) of the {chosen} compile, each start_async "
+                                    "+ wait in its own client thread (the hint chosen per batch size by a probe)")
         return [functools.partial(self._run, r) for r in requests]
 
     def make_clients(self, n: int):
