@@ -344,7 +344,7 @@ class OpenVinoEngine(Engine):
         for streams in (THROUGHPUT_AUTO, 1):
             self._use(streams)
             one_off += self.active_compile_s
-            n = int(self.compiled.get_property(props.optimal_number_of_infer_requests)) if streams else 1
+            n = int(self.compiled.get_property(props.optimal_number_of_infer_requests)) if streams == THROUGHPUT_AUTO else 1
             requests = [self.request] + [self.compiled.create_infer_request() for _ in range(n - 1)]
             ways["THROUGHPUT" if streams == THROUGHPUT_AUTO else "LATENCY"] = (streams, requests)
         batch = self.batch
