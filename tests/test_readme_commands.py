@@ -31,11 +31,7 @@ EXCLUDED = {
 }
 #: lines known to fail today, by prefix: (exit status they give, why). Strict: once such a line passes, the
 #: test fails until its entry is removed.
-KNOWN_FAILING = {
-    "infermeter run resnet50 --engines onnxruntime,openvino,torch-compile --precisions fp32,bf16,int8": (
-        1, "int8 at the tiny test input (64x64x3) fails the correctness gate on onnxruntime and openvino "
-           "(top-1 agreement 0.00 and 0.12, SNR < 0 dB): the int8 path is not verified at small input sizes"),
-}
+KNOWN_FAILING: dict[str, tuple[int, str]] = {}  # none at present: the resnet50 int8 line passes since recipe v2
 #: engines a CPU-only run keeps when a line names engines
 CPU_ENGINES = ("onnxruntime", "openvino")
 #: tiny input shapes: by model (appended when the line gives none) and by the shape a line gives
