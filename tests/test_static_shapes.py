@@ -35,6 +35,19 @@ def prepared(name: str, tiny, shape_mode: str, device: str = "cpu"):
     return engine
 
 
+def example_mlp_sweep(engine: str, tmp_path):
+    """A quick fp32 sweep of models/example_mlp at batch 1 and 2 on one engine: (status, sweep)."""
+    from pathlib import Path
+
+    from infermeter.config import RunConfig
+    from infermeter.sweep import run_sweep
+
+    return run_sweep(RunConfig(
+        model=str(Path(__file__).resolve().parents[1] / "models" / "example_mlp"), engines=[engine],
+        precisions=["fp32"], batch_sizes=[1, 2], iterations=5, warmup=1, results_dir=str(tmp_path / "r"),
+        cache_dir=str(tmp_path / "c"), device="cpu", quiet=True, idle_time_s=0, energy_time_s=0, num_threads=2))
+
+
 def run_batch(engine, tiny, batch: int):
     """Activate `batch`, run that many reference rows, check them against float64."""
     _, _, inputs, reference = tiny
@@ -180,20 +193,15 @@ def test_sweep_rows_carry_shape_mode_and_each_cells_compile(tmp_path):
     """Through the real sweep (worker, check, cells): every row names its shape mode and carries the
     compile of the artifact it ran; run.json lists each batch size's compiled shape."""
     import json
-    from pathlib import Path
 
     from infermeter.config import RunConfig
     from infermeter.errors import BadInput
-    from infermeter.sweep import run_sweep
 
     with pytest.raises(BadInput, match="--shape-mode"):
         RunConfig(shape_mode="sometimes")
     if not get_engine("openvino").available()[0]:
         pytest.skip("openvino not installed")
-    status, sweep = run_sweep(RunConfig(
-        model=str(Path(__file__).resolve().parents[1] / "models" / "example_mlp"), engines=["openvino"],
-        precisions=["fp32"], batch_sizes=[1, 2], iterations=5, warmup=1, results_dir=str(tmp_path / "r"),
-        cache_dir=str(tmp_path / "c"), device="cpu", quiet=True, idle_time_s=0, energy_time_s=0, num_threads=2))
+    status, sweep = example_mlp_sweep("openvino", tmp_path)
     assert status == 0
     assert [(r["batch_size"], r["status"], r["shape_mode"]) for r in sweep.rows] == [(1, "ok", "static"),
                                                                                      (2, "ok", "static")]
@@ -209,17 +217,11 @@ def test_sweep_records_the_onnxruntime_way_of_each_batch_size(tmp_path):
     """run.json names the way ONNX Runtime ran each batch size, with the probe that chose it, and each
     row's compile_s includes that batch size's probe."""
     import json
-    from pathlib import Path
 
-    from infermeter.config import RunConfig
-    from infermeter.sweep import run_sweep
 
     if not get_engine("onnxruntime").available()[0]:
         pytest.skip("onnxruntime not installed")
-    status, sweep = run_sweep(RunConfig(
-        model=str(Path(__file__).resolve().parents[1] / "models" / "example_mlp"), engines=["onnxruntime"],
-        precisions=["fp32"], batch_sizes=[1, 2], iterations=5, warmup=1, results_dir=str(tmp_path / "r"),
-        cache_dir=str(tmp_path / "c"), device="cpu", quiet=True, idle_time_s=0, energy_time_s=0, num_threads=2))
+    status, sweep = example_mlp_sweep("onnxruntime", tmp_path)
     assert status == 0 and [r["status"] for r in sweep.rows] == ["ok", "ok"]
     (facts,) = json.loads((sweep.out_dir / "run.json").read_text())["engines"].values()
     ways = facts["settings"]["run_api"]
