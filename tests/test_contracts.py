@@ -58,14 +58,18 @@ def test_results_folder_keeps_rows_resumes_and_lists_each_run_once(tmp_path):
     assert first.open(resume=True) == set()
     for cell_id, status in (("a", "ok"), ("b", "failed"), ("c", "skipped")):
         first.write_row({"cell_id": cell_id, "status": status})
-    first.write_run_json({"run_id": "run1", "command": "one"})
-    first.write_run_json({"run_id": "run1", "command": "one"})  # rewritten as the run goes on
+    first.write_run_json({"run_id": "run1", "command": "one", "engines": {"torch|fp32": {"x": 1}}})
+    first.write_run_json({"run_id": "run1", "command": "one",  # rewritten as the run goes on
+                          "engines": {"torch|fp32": {"x": 1}, "torch|fp16": {"x": 2}}})
     second = ResultsFolder(tmp_path / "dev", "run2")
     assert second.open(resume=True) == {"a", "c"}  # a failed cell is tried again
     assert second.open(resume=False) == set()
-    second.write_run_json({"run_id": "run2", "command": "two"})
+    second.write_run_json({"run_id": "run2", "command": "two", "engines": {"torch|fp16": {"x": 3}}})
+    second.write_run_json({"run_id": "run2", "command": "two", "engines": {"torch|fp16": {"x": 3}}})
     doc = json.loads((tmp_path / "dev" / "run.json").read_text())
     assert [p["run_id"] for p in doc["previous_runs"]] == ["run1"]
+    # the engine the second run did not measure keeps its facts, each naming the run that measured it
+    assert doc["engines"] == {"torch|fp32": {"x": 1, "run_id": "run1"}, "torch|fp16": {"x": 3, "run_id": "run2"}}
 
 
 def _tiny_onnx(path: Path) -> Path:

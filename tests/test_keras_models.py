@@ -192,6 +192,27 @@ def test_artifacts_built_once_and_reused(built):
     assert facts2["onnx_opset"] == facts["onnx_opset"]
 
 
+def test_cached_onnx_and_reference_serve_a_machine_without_tensorflow(built, tmp_path):
+    """A GPU box with torch and ONNX Runtime but no TensorFlow runs a Keras model from its carried
+    model.onnx and reference.npz: nothing is rebuilt, and TensorFlow is never imported."""
+    import shutil
+
+    model, store, _ = built
+    carried = ArtifactStore(tmp_path, model.key())
+    for name in ("model.onnx", "reference.npz"):
+        for f in (name, name + ".sha256"):
+            shutil.copy(store.path(f), carried.path(f))
+    code = ("import sys; sys.modules['tensorflow'] = sys.modules['keras'] = None; "  # any import raises
+            "from infermeter.artifacts import ArtifactStore; from infermeter.models.base import ModelOptions; "
+            "from infermeter.models.keras_apps import MobileNetV3Large; "
+            "m = MobileNetV3Large(ModelOptions(input_shapes=[[1, 64, 64, 3]])); "
+            "s = ArtifactStore(sys.argv[1], m.key()); facts = m.build_artifacts(s, {'onnx', 'reference'}); "
+            "assert s.built == {}, s.built; assert facts['reference_dtype'] == 'float64'")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=120)
+    assert sorted(p.name for p in carried.root.iterdir() if not p.name.startswith(".")) == [
+        "model.onnx", "model.onnx.sha256", "reference.npz", "reference.npz.sha256"]
+
+
 def test_reference_is_float64_informative_and_matches_the_keras_model(built):
     model, store, _ = built
     inputs, outputs = read_reference(store.path("reference.npz"))

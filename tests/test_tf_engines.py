@@ -22,6 +22,7 @@ ENGINES = ("tf", "tf-xla", "keras", "keras-xla")
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
+    pytest.importorskip("tensorflow", reason="TensorFlow is not installed (an optional engine family)")
     cache = tmp_path_factory.mktemp("cache")
     model = MobileNetV3Large(ModelOptions(input_shapes=[[1, 64, 64, 3]]))
     store = ArtifactStore(cache, model.key())

@@ -241,7 +241,10 @@ class KerasApplication(Model):
                 keras_model = self.load_keras(store)  # model.keras first: everything else derives from it
             return keras_model
 
-        facts["keras_file"] = str(store.build(ARTIFACT_FILES["keras"], self._write_keras_file))
+        # model.keras is built only when asked for or when a derived artifact has to be (re)built, so a
+        # machine without TensorFlow (a GPU box running torch/ORT) works from a carried ONNX + reference.
+        if "keras" in kinds:
+            facts["keras_file"] = str(store.build(ARTIFACT_FILES["keras"], self._write_keras_file))
         specs = self.input_specs()
         if "savedmodel" in kinds:
             facts["savedmodel"] = str(store.build(ARTIFACT_FILES["savedmodel"],
