@@ -11,6 +11,7 @@
 #
 #   GPU_ID=0 LOGS=gpu_logs RESULTS=benchmark_results bash benchmarks/gpu_check.sh
 #   STEPS="tests" bash benchmarks/gpu_check.sh          # only some steps: env tests sweep compile
+#   LIMIT_SWEEP=600 bash benchmarks/gpu_check.sh        # another time limit for one step (seconds)
 set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
@@ -21,13 +22,16 @@ STEPS=${STEPS:-env sweep tests compile}
 # Cell timing: 1 s warm-up, 2 s measured; the energy window is the measured one (no extra energy pass).
 TIMING=${TIMING:---time-s 2 --warmup-time-s 1 --energy-time-s 2 --idle-time-s 2}
 BATCHES=${BATCHES:-1,16,128}
+COMPILE_BATCHES=${COMPILE_BATCHES:-$BATCHES}
 export PYTHONUNBUFFERED=1
 mkdir -p "$LOGS"
 status=0
 
-step() {  # step NAME SECONDS COMMAND...: run it under its limit, log it, print its tail
-  local name=$1 limit=$2 start rc
+step() {  # step NAME SECONDS COMMAND...: run it under its limit (LIMIT_<NAME> overrides), log it, print its tail
+  local name=$1 limit=$2 start rc var
   shift 2
+  var=LIMIT_${name^^}
+  limit=${!var:-$limit}
   case " $STEPS " in *" $name "*) ;; *) return 0 ;; esac
   echo "== $name (limit ${limit}s): $*"
   start=$(date +%s)
@@ -53,7 +57,7 @@ step tests 240 "$PY" -m pytest -p no:cacheprovider -m gpu -q -rs \
 # torch.compile: one Inductor compile per batch size (static shapes), each in its cell's compile_s. Mode
 # `default` here to bound the compile time; COMPILE_MODE=max-autotune measures the CUDA default.
 step compile 240 "$PY" -m infermeter run mobilenet_v3_large --gpu-id "$GPU_ID" \
-  --engines torch-compile --precisions "${COMPILE_PRECISIONS:-fp16}" --batch-sizes "$BATCHES" \
+  --engines torch-compile --precisions "${COMPILE_PRECISIONS:-fp16}" --batch-sizes "$COMPILE_BATCHES" \
   --compile-mode "${COMPILE_MODE:-default}" $TIMING --results-dir "$RESULTS" --quiet
 
 exit $status
