@@ -22,6 +22,7 @@ STEPS=${STEPS:-env sweep tests compile}
 # Cell timing: 1 s warm-up, 2 s measured; the energy window is the measured one (no extra energy pass).
 TIMING=${TIMING:---time-s 2 --warmup-time-s 1 --energy-time-s 2 --idle-time-s 2}
 BATCHES=${BATCHES:-1,16,128}
+EXTRA=${EXTRA:-}  # more `infermeter run` flags for both sweeps, e.g. --resume
 COMPILE_BATCHES=${COMPILE_BATCHES:-$BATCHES}
 export PYTHONUNBUFFERED=1
 mkdir -p "$LOGS"
@@ -48,7 +49,7 @@ step env 90 bash -c "nvidia-smi; nvidia-smi -q -d POWER,CLOCK,PERFORMANCE | head
 # the reason where only the CPU package is installed).
 step sweep 300 "$PY" -m infermeter run mobilenet_v3_large --gpu-id "$GPU_ID" \
   --engines torch,torchscript,onnxruntime --precisions fp32,tf32,fp16,bf16 --batch-sizes "$BATCHES" \
-  $TIMING --results-dir "$RESULTS" --quiet
+  $TIMING --results-dir "$RESULTS" --quiet $EXTRA
 
 step tests 240 "$PY" -m pytest -p no:cacheprovider -m gpu -q -rs \
   tests/test_gpu_paths.py tests/test_telemetry_gpu.py tests/test_torch_engines.py tests/test_onnx_engines.py \
@@ -58,6 +59,6 @@ step tests 240 "$PY" -m pytest -p no:cacheprovider -m gpu -q -rs \
 # `default` here to bound the compile time; COMPILE_MODE=max-autotune measures the CUDA default.
 step compile 240 "$PY" -m infermeter run mobilenet_v3_large --gpu-id "$GPU_ID" \
   --engines torch-compile --precisions "${COMPILE_PRECISIONS:-fp16}" --batch-sizes "$COMPILE_BATCHES" \
-  --compile-mode "${COMPILE_MODE:-default}" $TIMING --results-dir "$RESULTS" --quiet
+  --compile-mode "${COMPILE_MODE:-default}" $TIMING --results-dir "$RESULTS" --quiet $EXTRA
 
 exit $status
