@@ -40,11 +40,14 @@ def package_warnings(versions: dict[str, str | None] | None = None) -> list[str]
 
 
 def git_commit() -> str | None:
-    """The commit of infermeter's own checkout, if it runs from one; a copied tree without .git (a
-    container image, a machine the source was copied to) may name it in INFERMETER_GIT_COMMIT."""
+    """The commit of infermeter's own checkout, if it runs from one. INFERMETER_GIT_COMMIT, when set,
+    names it instead: a copied tree (a container image, a machine the source was copied to) may have no
+    .git, or a stale one."""
+    if os.environ.get("INFERMETER_GIT_COMMIT"):
+        return os.environ["INFERMETER_GIT_COMMIT"]
     root = Path(__file__).resolve().parents[3]
     if not (root / ".git").exists():
-        return os.environ.get("INFERMETER_GIT_COMMIT") or None
+        return None
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
