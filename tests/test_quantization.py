@@ -120,27 +120,47 @@ def test_a_qdq_scale_off_by_ten_is_caught_by_the_int8_gate(tiny, tmp_path):
     assert right.status == "pass" and right.snr_db > result.snr_db + 10
 
 
+SMALL = [[1, 96, 96, 3]]  # the built-in Keras models at 96x96: seconds per engine on 2 cores
+
+
+@pytest.fixture(scope="module")
+def keras_small(tmp_path_factory):
+    """cls -> (model, store, check inputs, float64 reference) of a built-in Keras model at 96x96 with its
+    synthetic weights, each built once for this module."""
+    from infermeter.artifacts import ArtifactStore
+    from infermeter.models.reference import read_reference
+
+    pytest.importorskip("onnxruntime")
+    root = tmp_path_factory.mktemp("keras_small")
+    built: dict = {}
+
+    def get(cls):
+        if cls not in built:
+            model = cls(ModelOptions(input_shapes=SMALL))
+            store = ArtifactStore(root, model.key())
+            # Keras/TensorFlow build the artifacts in their own process, as in a sweep's worker: TensorFlow
+            # loaded first makes a later import of triton's native module (torch.compile tests) crash the
+            # test process.
+            code = ("import sys; from infermeter.artifacts import ArtifactStore; from infermeter.models.base import "
+                    f"ModelOptions; from infermeter.models.keras_apps import {cls.__name__} as M; "
+                    f"m = M(ModelOptions(input_shapes={SMALL})); "
+                    "m.build_artifacts(ArtifactStore(sys.argv[1], m.key()), {'onnx', 'reference'})")
+            subprocess.run([sys.executable, "-c", code, str(root)], check=True, timeout=900)
+            built[cls] = (model, store, *read_reference(store))
+        return built[cls]
+
+    return get
+
+
 @pytest.mark.parametrize("cls", [MobileNetV3Large, ResNet50], ids=["mobilenet_v3_large", "resnet50"])
-def test_synthetic_keras_weights_keep_their_answers_under_int8(cls, tmp_path):
+def test_synthetic_keras_weights_keep_their_answers_under_int8(cls, keras_small):
     """The built-in models' synthetic weights are informative and still tell inputs apart after ONNX Runtime's
     QDQ int8 (the reason they are shaped as they are): the gate passes against the float64 reference, and
     held-out top-1 agreement with fp32 is well above what a wrong quantization gives."""
-    from infermeter.artifacts import ArtifactStore
     from infermeter.check import assert_informative
-    from infermeter.models.reference import read_reference
     from infermeter.quantization import heldout_accuracy
 
-    pytest.importorskip("onnxruntime")
-    model = cls(ModelOptions(input_shapes=[[1, 96, 96, 3]]))
-    store = ArtifactStore(tmp_path, model.key())
-    # Keras/TensorFlow build the artifacts in their own process, as in a sweep's worker: TensorFlow loaded
-    # first makes a later import of triton's native module (torch.compile tests) crash the test process.
-    code = ("import sys; from infermeter.artifacts import ArtifactStore; from infermeter.models.base import "
-            f"ModelOptions; from infermeter.models.keras_apps import {cls.__name__} as M; "
-            "m = M(ModelOptions(input_shapes=[[1, 96, 96, 3]])); "
-            "m.build_artifacts(ArtifactStore(sys.argv[1], m.key()), {'onnx', 'reference'})")
-    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=900)
-    inputs, reference = read_reference(store)
+    model, store, inputs, reference = keras_small(cls)
     assert assert_informative(reference)["reference_distinct_top1"] >= 4
     engine = _prepared("onnxruntime", model, store, "int8")
     result = compare(reference, engine.to_numpy(engine.infer(engine.stage(inputs))), "int8")
@@ -158,6 +178,85 @@ def test_openvino_int8_runs_int8_layers_and_passes_the_gate(tiny):
     result = compare(reference, engine.to_numpy(engine.infer(engine.stage(inputs))), "int8")
     assert result.status == "pass", result.detail
     assert engine.info["int8_layers"] > 0  # read from the model compiled for these inputs' shape
+
+
+@pytest.mark.parametrize("name", ["openvino", "torch-compile"])
+def test_mobilenet_v3_int8_passes_the_gate_with_the_recipe_for_this_cpu(name, keras_small):
+    """MobileNetV3-Large (hard-swish, squeeze-excite, depthwise convolutions: the hard case for int8 after
+    training) passes the int8 gate on OpenVINO (NNCF) and torch-compile (PT2E), with the 7-bit remedy of
+    each quantizer exactly where oneDNN's int8 kernels saturate (no VNNI here, or oneDNN capped below it),
+    and the recipe in the cached artifact's name."""
+    from infermeter.quantization import heldout_accuracy, onednn_int8_saturates, recipe_tag
+
+    model, store, inputs, reference = keras_small(MobileNetV3Large)
+    engine = _prepared(name, model, store, "int8")
+    recipe = engine.info["quantization"]
+    saturates = onednn_int8_saturates()
+    if name == "openvino":
+        assert recipe["preset"] == "MIXED"  # hard-swish and squeeze-excite multiply computed tensors
+        assert recipe["overflow_fix"] == ("ENABLE" if saturates else "DISABLE")
+        artifact = engine.info["ir"]
+    else:
+        assert recipe["reduce_range"] is saturates
+        assert ("0..127" if saturates else "0..255") in recipe["activations"]
+        artifact = engine.info["int8_program"]
+    assert recipe_tag({k: v for k, v in recipe.items() if k != "method"}) in artifact  # another recipe can never reuse this artifact
+    result = compare(reference, engine.to_numpy(engine.infer(engine.stage(inputs))), "int8")
+    assert result.status == "pass", result.detail
+    _, held = input_sets(model, CALIB, 64)
+    accuracy = heldout_accuracy(engine, model, store, held, max_batch=8)
+    assert accuracy["top1_agreement_fp32"] >= 0.85 and accuracy["snr_db"] >= 12, accuracy
+
+
+def test_onednn_saturation_follows_the_cpu_and_onednn_isa_cap(monkeypatch):
+    from infermeter.quantization import ONEDNN_ISAS_WITHOUT_VNNI, onednn_int8_saturates
+
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    assert onednn_int8_saturates() is (x86 and not cpu_has_vnni())
+    for cap in ONEDNN_ISAS_WITHOUT_VNNI:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap.lower())
+        assert onednn_int8_saturates() is x86
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI")
+    assert onednn_int8_saturates() is (x86 and not cpu_has_vnni())
+
+
+def test_openvino_bf16_runs_in_bf16_where_the_cpu_has_native_bf16(tiny):
+    """Where the CPU reports AVX512-BF16 or AMX-BF16, OpenVINO must offer bf16, compile in it and pass the
+    bf16 gate; on a CPU without them the row is skipped with OpenVINO's capabilities as the reason."""
+    pytest.importorskip("openvino")
+    from infermeter.quantization import cpu_has_bf16
+
+    model, store, inputs, reference = tiny
+    ok, why = get_engine("openvino").supports(model, "bf16", "cpu")
+    if cpu_has_bf16():
+        assert ok, why
+    elif not ok:
+        assert "BF16" in why and "OPTIMIZATION_CAPABILITIES" in why
+        pytest.skip(f"this CPU has no native bf16 ({why})")
+    engine = _prepared("openvino", model, store, "bf16")
+    result = compare(reference, engine.to_numpy(engine.infer(engine.stage(inputs))), "bf16")
+    assert engine.info["inference_precision"] == "bf16"  # read back from the compiled model
+    assert result.status == "pass", result.detail
+    assert result.rel_err > compare(reference, reference.astype(np.float32), "fp32").rel_err  # really reduced
+
+
+@pytest.mark.parametrize("name", ["torch", "torch-compile"])
+def test_torch_bf16_on_a_cpu_with_native_bf16_passes_and_says_so(tiny, name):
+    """torch's autocast bf16 records whether the CPU computes bf16 natively; where it does (AVX512-BF16 or
+    AMX-BF16) oneDNN must report bf16 support and the gate must pass. Skipped on a CPU without them (there
+    autocast still runs, emulated, as test_torch_bf16_autocast_passes_the_bf16_gate checks)."""
+    pytest.importorskip("torch")
+    from infermeter.quantization import cpu_has_bf16
+
+    if not cpu_has_bf16():
+        pytest.skip("this CPU reports neither avx512_bf16 nor amx_bf16")
+    model = TinyCNN()
+    _, store, inputs, reference = tiny
+    engine = _prepared(name, model, store, "bf16")
+    assert engine.info["cpu_bf16"]["native"] and engine.info["cpu_bf16"]["mkldnn_bf16_supported"]
+    result = compare(reference, engine.to_numpy(engine.infer(engine.stage(inputs))), "bf16")
+    assert result.status == "pass", result.detail
 
 
 def test_torch_bf16_autocast_passes_the_bf16_gate(tiny):

@@ -9,8 +9,9 @@ compiles with PERFORMANCE_HINT=LATENCY; n > 1 clients compile with PERFORMANCE_H
 NUM_STREAMS=n, each client owning its own InferRequest; offline compiles with THROUGHPUT and OpenVINO's own
 stream count and drives its optimal number of requests. The first activation uses ctx.options.streams.
 
-int8: NNCF post-training quantization (nncf.quantize) of the fp32 IR on the shared calibration set,
-cached as its own IR folder (name carries the calibration set's hash); compiled with inference precision
+int8: NNCF post-training quantization (nncf.quantize) of the fp32 IR on the shared calibration set with
+the settings of nncf_recipe (preset, overflow fix by whether oneDNN has VNNI here), cached as its own IR
+folder (its name carries a hash of those settings and the calibration set's hash); compiled with inference precision
 f32, so the layers NNCF left unquantized stay fp32. bf16: the inference_precision hint, only where the
 CPU reports BF16 in OPTIMIZATION_CAPABILITIES.
 
@@ -108,16 +109,39 @@ def nncf_preset_for(ov_model) -> str:
     return "PERFORMANCE"
 
 
-def _quantize_ir(ir_dir, calib, feed: dict[str, str], transformer: bool, preset: str, folder) -> None:
+def nncf_recipe(ov_model, transformer: bool, subset_size: int) -> dict:
+    """nncf.quantize's settings for this graph and CPU, as recorded in run.json and hashed into the
+    quantized IR's name:
+    - preset: nncf_preset_for.
+    - overflow_fix: DISABLE (full 8-bit weights) where oneDNN has VNNI, ENABLE (7-bit weights in every
+      convolution and matmul, NNCF's advice when FIRST_LAYER, its default, still loses accuracy) where
+      oneDNN's int8 kernels saturate (quantization.onednn_int8_saturates). On MobileNetV3-Large with
+      oneDNN capped at AVX2, FIRST_LAYER failed the gate (check SNR 10.8 dB, held-out agreement 0.906)
+      and ENABLE passed it (23.1 dB, 0.984); with VNNI, DISABLE raised the check SNR from 23.5 to 25.0 dB.
+    - fast_bias_correction: NNCF's default (True). Full BiasCorrection (False, the setting of NNCF's
+      MobileNetV2/V3 "_BC" references) gave bit-identical weights on the MobileNetV3-Large export.
+    - subset_size: the whole calibration set; model_type TRANSFORMER for transformers."""
+    from infermeter.quantization import onednn_int8_saturates
+
+    return {"preset": nncf_preset_for(ov_model), "fast_bias_correction": True,
+            "overflow_fix": "ENABLE" if onednn_int8_saturates() else "DISABLE", "subset_size": subset_size,
+            "model_type": "TRANSFORMER" if transformer else "default"}
+
+
+def _quantize_ir(ir_dir, calib, feed: dict[str, str], recipe: dict, folder) -> None:
     """NNCF post-training quantization of the fp32 IR on the calibration items (one item per sample)."""
     import nncf
     import openvino as ov
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
     ov_model = ov.Core().read_model(str(ir_dir / "model.xml"))
     dataset = nncf.Dataset(list(calib.items), lambda item: {g: item[k] for g, k in feed.items()})
-    kw = {"model_type": nncf.ModelType.TRANSFORMER} if transformer else {}
-    quantized = nncf.quantize(ov_model, dataset, subset_size=len(calib),
-                              preset=getattr(nncf.QuantizationPreset, preset), **kw)
+    kw = {"model_type": nncf.ModelType.TRANSFORMER} if recipe["model_type"] == "TRANSFORMER" else {}
+    quantized = nncf.quantize(ov_model, dataset, subset_size=recipe["subset_size"],
+                              preset=getattr(nncf.QuantizationPreset, recipe["preset"]),
+                              fast_bias_correction=recipe["fast_bias_correction"],
+                              advanced_parameters=AdvancedQuantizationParameters(
+                                  overflow_fix=getattr(OverflowFix, recipe["overflow_fix"])), **kw)
     folder.mkdir(parents=True)
     ov.save_model(quantized, str(folder / "model.xml"), compress_to_fp16=False)
 
@@ -179,21 +203,18 @@ class OpenVinoEngine(Engine):
         if precision == "int8":
             import nncf
 
-            from infermeter.quantization import calibration_set, quantization_facts
+            from infermeter.quantization import calibration_set, quantization_facts, recipe_tag
 
             calib = calibration_set(model, self.ctx.options.calibration_items)
             fp32_ir = ir_dir
             fp32_model = ov.Core().read_model(str(fp32_ir / "model.xml"))
             feed = feed_names([p.get_any_name() for p in fp32_model.inputs], model)
-            preset = nncf_preset_for(fp32_model)
-            name = f"openvino_int8_nncf_{preset.lower()}_{calib.sha256[:16]}"
+            recipe = nncf_recipe(fp32_model, model.transformer, len(calib))
+            name = f"openvino_int8_nncf_{recipe['preset'].lower()}_{recipe_tag(recipe)}_{calib.sha256[:16]}"
             cached = artifacts.get(name) is not None
-            ir_dir = artifacts.build(name, lambda tmp: _quantize_ir(fp32_ir, calib, feed, model.transformer, preset,
-                                                                    tmp))
+            ir_dir = artifacts.build(name, lambda tmp: _quantize_ir(fp32_ir, calib, feed, recipe, tmp))
             self.build_s += 0.0 if cached else artifacts.built[name]
-            self.info.update(quantization_facts(calib, f"nncf.quantize {nncf.__version__}", preset=preset,
-                                                subset_size=len(calib), model_type="TRANSFORMER" if model.transformer
-                                                else "default"))
+            self.info.update(quantization_facts(calib, f"nncf.quantize {nncf.__version__}", **recipe))
 
         with Stopwatch() as sw:
             self.core = ov.Core()

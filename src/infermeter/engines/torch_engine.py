@@ -8,7 +8,8 @@ order of the module's forward parameters when they carry the input names, else i
 bf16 runs the fp32 module under torch.autocast(bfloat16) on the CPU and the GPU (torch and
 torch-compile). int8 (torch-compile on the CPU): PT2E quantization with the X86InductorQuantizer on the
 shared calibration set (torchao.quantization.pt2e where installed, else torch.ao.quantization in older
-torch), then torch.compile with Inductor freezing, the path torch documents for x86 int8 inference.
+torch; settings in pt2e_recipe, reduce_range where oneDNN has no VNNI), then torch.compile with Inductor
+freezing, the path torch documents for x86 int8 inference.
 
 On CUDA the module lives on cuda:0 (the worker sets CUDA_VISIBLE_DEVICES). `stage` gives resident
 device tensors with --io device, else pinned host tensors that `infer` copies inside the timed call.
@@ -99,6 +100,20 @@ def pt2e_api():
         from torch.ao.quantization.quantize_pt2e import convert_pt2e, prepare_pt2e
 
         return prepare_pt2e, convert_pt2e, xiq, f"torch.ao {torch.__version__}"
+
+
+def pt2e_recipe() -> dict:
+    """The X86InductorQuantizer's settings, as recorded in run.json and hashed into the saved program's
+    name: its default static config (HistogramObserver on uint8 per-tensor activations, per-channel
+    symmetric int8 weights), with reduce_range (7-bit activations) where oneDNN runs int8 without VNNI, as
+    get_default_x86_inductor_quantization_config advises for CPUs without VNNI
+    (quantization.onednn_int8_saturates)."""
+    from infermeter.quantization import onednn_int8_saturates
+
+    reduce_range = onednn_int8_saturates()
+    return {"config": "get_default_x86_inductor_quantization_config (static)",
+            "activations": f"uint8 per-tensor affine, 0..{127 if reduce_range else 255}, HistogramObserver",
+            "weights": "int8 per-channel symmetric, PerChannelMinMaxObserver", "reduce_range": reduce_range}
 
 
 def pt2e_missing() -> str:
@@ -195,6 +210,13 @@ class _TorchEngineBase(Engine):
                           "autocast": "bfloat16" if precision == "bf16" else None,
                           "clients": "one CUDA stream per client" if self.device.type == "cuda"
                           else "clients share infer (intra-op threads are global)"})
+        if precision == "bf16" and self.device.type == "cpu":
+            from infermeter.quantization import BF16_FLAGS, cpu_flags
+
+            # native: the CPU's bfloat16 instructions; else oneDNN emulates bf16 (AVX512 without BF16) or
+            # autocast falls back to its reference kernels
+            self.info["cpu_bf16"] = {"native": sorted(cpu_flags() & set(BF16_FLAGS)),
+                                     "mkldnn_bf16_supported": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())}
 
     @staticmethod
     def _ordered_names(module, names: list[str]) -> list[str]:
@@ -434,17 +456,19 @@ class TorchCompileEngine(_TorchEngineBase):
         import torch
         import torch._inductor.config as inductor_config
 
-        from infermeter.quantization import calibration_set, quantization_facts
+        from infermeter.quantization import calibration_set, quantization_facts, recipe_tag
 
         calib = calibration_set(self.model, self.ctx.options.calibration_items)
         prepare_pt2e, convert_pt2e, xiq, origin = pt2e_api()
         batch = torch.export.Dim("batch", min=1, max=4096)
         dynamic = tuple({0: batch} for _ in example_args)
-        name = f"torch_int8_pt2e_x86inductor_{calib.sha256[:16]}.pt2"
+        recipe = pt2e_recipe()
+        name = f"torch_int8_pt2e_x86inductor_{recipe_tag(recipe)}_{calib.sha256[:16]}.pt2"
 
         def build(tmp: Path) -> None:
             exported = torch.export.export(module, example_args, dynamic_shapes=dynamic).module()
-            quantizer = xiq.X86InductorQuantizer().set_global(xiq.get_default_x86_inductor_quantization_config())
+            quantizer = xiq.X86InductorQuantizer().set_global(
+                xiq.get_default_x86_inductor_quantization_config(reduce_range=recipe["reduce_range"]))
             prepared = prepare_pt2e(exported, quantizer)
             with torch.no_grad():
                 for item in calib.items:  # one item per call, as the calibration set is defined
@@ -455,8 +479,7 @@ class TorchCompileEngine(_TorchEngineBase):
         path = self.artifacts.build(name, build)  # its time is part of build_s (prepare times this call)
         quantized = torch.export.load(str(path)).module()
         inductor_config.freezing = True  # constant-folds and prepacks the int8 weights
-        self.info.update(quantization_facts(calib, f"PT2E ({origin}) X86InductorQuantizer", config="default "
-                                            "(static, per-channel symmetric int8 weights, uint8 activations)"),
+        self.info.update(quantization_facts(calib, f"PT2E ({origin}) X86InductorQuantizer", **recipe),
                          compile_mode="default", inductor_freezing=True, int8_program=str(path))
         return torch.compile(quantized)
 
