@@ -214,7 +214,7 @@ def test_precision_names_are_promises_per_engine():
 
 def test_torch_switches_read_back_ieee_for_fp32_and_tf32_for_tf32():
     torch = pytest.importorskip("torch")
-    from infermeter.engines.torch_engine import set_torch_math
+    from infermeter.engines.torch_common import set_torch_math
 
     saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
              torch.get_float32_matmul_precision(), torch.backends.cudnn.benchmark)
@@ -309,7 +309,7 @@ def test_torch_fp32_is_ieee_and_tf32_rounds_on_cuda():
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("this torch has no CUDA")
-    from infermeter.engines.torch_engine import set_torch_math
+    from infermeter.engines.torch_common import set_torch_math
 
     gen = torch.Generator().manual_seed(0)
     a64 = torch.randn(512, 2048, generator=gen, dtype=torch.float64)

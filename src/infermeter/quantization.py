@@ -112,6 +112,50 @@ def recipe_tag(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
+# ---- PT2E: torch's int8 (the torch-compile engine) ------------------------------------------------------
+def pt2e_api():
+    """(prepare_pt2e, convert_pt2e, x86_inductor_quantizer module, where from): torchao's maintained copy,
+    else the one torch itself shipped before 2.14."""
+    import importlib.metadata
+
+    try:
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        return prepare_pt2e, convert_pt2e, xiq, f"torchao {importlib.metadata.version('torchao')}"
+    except ImportError:
+        import torch
+        import torch.ao.quantization.quantizer.x86_inductor_quantizer as xiq
+        from torch.ao.quantization.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        return prepare_pt2e, convert_pt2e, xiq, f"torch.ao {torch.__version__}"
+
+
+def pt2e_recipe() -> dict:
+    """The X86InductorQuantizer's settings, as recorded in run.json and hashed into the saved program's
+    name: its default static config (HistogramObserver on uint8 per-tensor activations, per-channel
+    symmetric int8 weights), with reduce_range (7-bit activations) where oneDNN runs int8 without VNNI, as
+    get_default_x86_inductor_quantization_config advises for CPUs without VNNI
+    (onednn_int8_saturates)."""
+    reduce_range = onednn_int8_saturates()
+    return {"config": "get_default_x86_inductor_quantization_config (static)",
+            "activations": f"uint8 per-tensor affine, 0..{127 if reduce_range else 255}, HistogramObserver",
+            "weights": "int8 per-channel symmetric, PerChannelMinMaxObserver", "reduce_range": reduce_range}
+
+
+def pt2e_missing() -> str:
+    """Why PT2E int8 cannot run here ('' when it can), without importing torch."""
+    import importlib.util
+
+    if importlib.util.find_spec("torchao") is not None:
+        return ""
+    torch_dir = importlib.util.find_spec("torch")
+    if torch_dir and torch_dir.submodule_search_locations and \
+            (Path(next(iter(torch_dir.submodule_search_locations))) / "ao/quantization/quantize_pt2e.py").exists():
+        return ""
+    return "not installed: torchao (PT2E quantization moved out of torch 2.14; the torch extra has it)"
+
+
 def item_hash(item: dict[str, np.ndarray]) -> str:
     h = hashlib.sha256()
     for name in sorted(item):

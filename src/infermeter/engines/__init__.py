@@ -7,8 +7,9 @@ import importlib
 from infermeter.engines.base import ENGINES, Engine, EngineContext, EngineOptions, register_engine
 from infermeter.errors import BadInput
 
-# One module per engine family; each registers its engines with @register_engine.
-_FAMILIES = ("tensorflow", "keras_engine", "onnxruntime_engine", "torch_engine", "tensorrt_engine", "openvino_engine")
+# The engine modules; each registers its engines with @register_engine.
+_FAMILIES = ("tensorflow", "keras_engine", "onnxruntime_engine", "torch_eager", "torchscript_engine",
+             "torch_compile_engine", "tensorrt_engine", "openvino_engine")
 
 ENGINE_ORDER = ("tf", "tf-xla", "keras", "keras-xla", "onnxruntime", "torch", "torchscript", "torch-compile",
                 "tensorrt", "openvino")
