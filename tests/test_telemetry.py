@@ -280,10 +280,12 @@ def test_counter_window_and_derived_fields_on_scripted_gpu():
     gpu = ScriptedGpu(offset_w=180.0, slope_w_per_s=120.0)
     cuda = DeviceInfo("cuda", gpu.name, 0)
     with open_monitor(cuda, FAST_MS, gpu_reader=gpu) as mon:
-        idle_w = mon.measure_idle(0.3)
-        # the scripted power is a ramp, so the trapezoid over the idle samples is its exact mean
-        idle_times = [s["t"] for s in mon._sampler.samples]
-        assert idle_w == pytest.approx(gpu.power_w(0.5 * (idle_times[0] + idle_times[-1])), rel=1e-3)
+        # a rising ramp never settles: with no time to wait, the baseline is the last 0.3 s, marked unsettled
+        idle_w = mon.measure_idle(0.3, max_wait_s=0)
+        # the scripted power is a ramp, so the trapezoid over the last window is its exact mean
+        t_last = mon._sampler.samples[-1]["t"]
+        assert idle_w == pytest.approx(gpu.power_w(t_last - 0.15), rel=1e-3)
+        assert mon.idle_info["settled"] is False and "did not settle within 0.6 s" in mon.idle_info["why"]
 
         gpu.counter_log.clear()
         gpu.samples_returned.clear()
@@ -299,6 +301,7 @@ def test_counter_window_and_derived_fields_on_scripted_gpu():
     assert row["power_avg_w"] == pytest.approx(row["energy_j"] / row["energy_window_s"])
     assert row["power_idle_w"] == idle_w
     assert row["energy_net_j"] == pytest.approx(row["energy_j"] - idle_w * row["energy_window_s"])
+    assert row["energy_net_note"].startswith("idle baseline unsettled")
     assert row["energy_per_item_j"] == pytest.approx(row["energy_j"] / items)
     assert row["items_per_j"] == pytest.approx(items / row["energy_j"])
     # a ramp sampled anywhere integrates exactly: trace and counter agree up to timestamp jitter
@@ -306,7 +309,9 @@ def test_counter_window_and_derived_fields_on_scripted_gpu():
     assert row["power_peak_w"] == pytest.approx(gpu.power_w(t1), rel=0.01)  # rising ramp: highest at t1
     assert row["power_field"] == "instant"
     assert set(row["throttle_reasons"].split(",")) == {"SwPowerCap", "GpuIdle"}  # OR over the cell
-    assert row["device_mem_peak_mb"] == max(s["proc_mem_mb"] for s in gpu.samples_returned)
+    # memory from the timed window only: the closing sample after t1 reads more (memory grows per sample here)
+    inside = [s["proc_mem_mb"] for s in mon._sampler.samples if t0 <= s["t"] <= t1]
+    assert row["device_mem_peak_mb"] == max(inside) < max(s["proc_mem_mb"] for s in gpu.samples_returned)
     assert row["device_mem_allocator_peak_mb"] == 321.5
     assert row["gpu_util_avg_pct"] == pytest.approx(73.0)
     assert row["host_rss_peak_mb"] > 0 and row["cpu_util_avg_pct"] is not None

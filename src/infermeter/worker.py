@@ -238,7 +238,8 @@ def run_engine_group(job: WorkerJob, send) -> None:
 
     monitor = open_monitor(dev, cfg.power_interval_ms, os.getpid())
     try:
-        if cfg.idle_time_s > 0:
+        monitor.measure_counter_period()  # sets the shortest energy window the counter's steps allow
+        if cfg.idle_time_s > 0:  # after the check's work: waits until power stops falling (monitor.IDLE_RULE)
             monitor.measure_idle(cfg.idle_time_s)
         from infermeter.plan import engine_key
 

@@ -37,6 +37,8 @@ COLUMNS: tuple[Column, ...] = tuple(
           ("device", str, "", "cpu or cuda"),
           ("device_name", str, "", "the device's label (CPU model, GPU name or --device-label)"),
           ("gpu_id", int, "", "NVML index of the GPU; empty on a CPU"),
+          ("gpu_uuid", str, "", "the GPU board's UUID (NVML): rows from two boards of one model stay apart"),
+          ("gpu_name", str, "", "the GPU's name (NVML); empty on a CPU"),
           ("parallel_gpus", bool, "", "several GPUs of the machine were swept at the same time (--parallel-gpus)"),
           ("scenario", str, "", "offline, single-stream, multi-stream or server"),
           ("batch_size", int, "items", "items per request"),
@@ -75,10 +77,15 @@ COLUMNS: tuple[Column, ...] = tuple(
             ("h2d_ms", float, "ms", "GPU: host-to-device copy, median"),
             ("compute_ms", float, "ms", "GPU: compute, median"),
             ("d2h_ms", float, "ms", "GPU: device-to-host copy, median"),
-            ("stage_split_method", str, "", "how h2d/compute/d2h were timed"))
+            ("stage_split_method", str, "", "how h2d/compute/d2h were timed (a separate synchronised pass after "
+                                            "the timed run, never inside it)"),
+            ("stage_split_vs_e2e_pct", float, "%", "(h2d + compute + d2h) against the row's median latency, minus "
+                                                   "100%: the separate pass's synchronisation overhead"))
     + _cols("energy",
             ("energy_j", float, "J", "gross energy over the energy window"),
-            ("energy_net_j", float, "J", "energy minus idle power x window"),
+            ("energy_net_j", float, "J", "energy minus idle power x window; empty, with energy_net_note, "
+                                         "where it would be negative"),
+            ("energy_net_note", str, "", "why energy_net_j is empty (or its idle baseline unsettled)"),
             ("energy_per_item_j", float, "J/item", "energy_j per item"),
             ("items_per_j", float, "items/J", "items per joule"),
             ("power_avg_w", float, "W", "mean power over the energy window"),
@@ -87,6 +94,7 @@ COLUMNS: tuple[Column, ...] = tuple(
             ("energy_window_s", float, "s", "the window the energy covers"),
             ("energy_pass", str, "", "set when energy comes from a separate, longer pass"),
             ("energy_trace_vs_counter_rel", float, "fraction", "integrated power trace vs the energy counter"),
+            ("energy_trace_vs_counter_pct", float, "%", "the same in percent; the report flags cells above 2%"),
             ("power_field", str, "", "which power reading the trace holds"),
             ("throttle_reasons", str, "", "GPU clock throttle reasons OR-ed over the cell"),
             ("energy_source", str, "", "nvml-energy-counter, nvml-power-samples, rapl, or unavailable: <why>"),
@@ -98,7 +106,10 @@ COLUMNS: tuple[Column, ...] = tuple(
             ("host_rss_peak_mb", float, "MB", "resident memory of the worker process, peak"),
             ("gpu_util_avg_pct", float, "%", "GPU utilisation, mean over the timed window"),
             ("cpu_util_avg_pct", float, "%", "whole-machine CPU utilisation over the cell"),
-            ("proc_cpu_util_avg_pct", float, "% of one core", "the worker process's CPU use over the cell"))
+            ("proc_cpu_util_avg_pct", float, "% of one core", "the worker process's CPU use over the cell"),
+            ("busiest_thread_cpu_pct", float, "% of one core", "the worker's busiest thread over the cell"),
+            ("bound", str, "", "GPU rows: host, device or unknown, by the rule in run.json telemetry.bound_rule "
+                               "(host: GPU utilisation < 50% while the busiest thread uses >= 90% of a core)"))
     + _cols("check",
             ("max_abs_err", float, "", "largest absolute difference from the float64 reference"),
             ("rel_err", float, "", "relative error against the float64 reference"),
@@ -155,6 +166,8 @@ class CellIdentity:
     driver: str | None = None
     parallel_gpus: bool | None = None
     shape_mode: str | None = None
+    gpu_uuid: str | None = None
+    gpu_name: str | None = None
 
     @classmethod
     def of(cls, *, run_id: str, cell, model, engine: str, precision: str, dev, device_label: str, io: str,
@@ -164,7 +177,8 @@ class CellIdentity:
                    input_shape=model.shape_tag(), engine=engine, precision=precision, device=dev.kind,
                    device_name=device_label, gpu_id=dev.gpu_id, scenario=cell.scenario, batch_size=cell.batch_size,
                    streams=cell.streams, target_qps=cell.target_qps, io=io, started_at=started_at,
-                   shape_mode=shape_mode)
+                   shape_mode=shape_mode, gpu_uuid=dev.uuid if dev.kind == "cuda" else None,
+                   gpu_name=dev.name if dev.kind == "cuda" else None)
 
     def row(self, **fields) -> dict:
         """A full row: this identity, the given fields, every other column empty."""

@@ -98,18 +98,68 @@ def derived_energy_fields(energy_j: float | None, window_s: float | None, items:
                           power_idle_w: float | None) -> dict:
     """Row fields that follow from gross energy, its window, the items done in it and the idle power.
 
-    energy_net_j is always reported beside gross energy_j, never instead of it.
+    energy_net_j is always reported beside gross energy_j, never instead of it. A net energy below zero
+    (the cell drew less than the idle baseline: the baseline was taken warm, or the board changed state)
+    is not a result: energy_net_j stays empty and energy_net_note says why.
     """
     out = {"energy_j": energy_j, "energy_window_s": window_s, "power_avg_w": None, "energy_net_j": None,
-           "energy_per_item_j": None, "items_per_j": None}
+           "energy_net_note": None, "energy_per_item_j": None, "items_per_j": None}
     if energy_j is None:
         return out
     if window_s:
         out["power_avg_w"] = energy_j / window_s
-        if power_idle_w is not None:
-            out["energy_net_j"] = energy_j - power_idle_w * window_s
+        if power_idle_w is None:
+            out["energy_net_note"] = "no idle baseline (--idle-time-s 0, or idle power unreadable)"
+        else:
+            net = energy_j - power_idle_w * window_s
+            if net < 0:
+                out["energy_net_note"] = (f"net energy would be negative ({net:.3g} J): mean power "
+                                          f"{energy_j / window_s:.1f} W below the idle baseline {power_idle_w:.1f} W")
+            else:
+                out["energy_net_j"] = net
     if items:
         out["energy_per_item_j"] = energy_j / items
         if energy_j > 0:
             out["items_per_j"] = items / energy_j
     return out
+
+
+def window_power_w(times_s: Sequence[float], values: Sequence[float], t_start: float, t_end: float,
+                   cumulative: bool = False) -> float:
+    """Mean power over [t_start, t_end]: of a power trace (W), or of a cumulative energy trace (J) when
+    cumulative, whose mean power is its rise over the window divided by the window."""
+    if cumulative:
+        return (interpolate(times_s, values, t_end) - interpolate(times_s, values, t_start)) / (t_end - t_start)
+    return window_mean(times_s, values, t_start, t_end)
+
+
+def settled_idle(times_s: Sequence[float], values: Sequence[float], window_s: float, tolerance: float,
+                 cumulative: bool = False) -> tuple[bool, float | None, float | None]:
+    """The settled-idle rule on a trace that ends now: (settled, mean power of the last window_s, mean power of
+    the window_s before it). Settled when the last window's mean is within `tolerance` (a fraction) of the
+    previous one's: power has stopped falling after the load. (False, None, None) while the trace is shorter
+    than two windows."""
+    if len(times_s) < 2 or times_s[-1] - times_s[0] < 2 * window_s:
+        return False, None, None
+    t_end = times_s[-1]
+    last = window_power_w(times_s, values, t_end - window_s, t_end, cumulative)
+    prev = window_power_w(times_s, values, t_end - 2 * window_s, t_end - window_s, cumulative)
+    return prev > 0 and abs(last - prev) <= tolerance * prev, last, prev
+
+
+def counter_update_period_s(times_s: Sequence[float], values: Sequence[float]) -> float | None:
+    """How often a counter read in a tight loop changed: the median time between successive changes
+    (None with fewer than three changes: two gaps are needed to tell a period from a one-off)."""
+    changes = [t for (t, v), prev in zip(zip(times_s[1:], values[1:]), values) if v != prev]
+    gaps = sorted(b - a for a, b in zip(changes, changes[1:]))
+    if len(gaps) < 2:
+        return None
+    mid = len(gaps) // 2
+    return gaps[mid] if len(gaps) % 2 else 0.5 * (gaps[mid - 1] + gaps[mid])
+
+
+def counter_min_window_s(period_s: float | None, max_error: float) -> float:
+    """The shortest window whose energy a counter updating every period_s reads within max_error: each read
+    lags the true energy by less than one period, so the difference of two reads is off by less than one
+    period's energy, period_s / window of the window's energy."""
+    return 0.0 if not period_s else period_s / max_error

@@ -30,6 +30,18 @@ class HostReader:
         return {"cpu_busy_s": total - idle, "cpu_total_s": total, "proc_cpu_s": pt.user + pt.system,
                 "rss_mb": rss / MB}
 
+    def thread_cpu_s(self) -> dict[int, float]:
+        """CPU seconds (user + system) of each of the process's threads, by thread id."""
+        return {t.id: t.user_time + t.system_time for t in self._proc.threads()}
+
+
+def busiest_thread_pct(before: dict[int, float], after: dict[int, float], wall_s: float) -> float | None:
+    """The busiest thread's CPU use between two thread_cpu_s() reads, % of one core (a thread started in
+    between counts from zero)."""
+    if wall_s <= 0 or not after:
+        return None
+    return 100.0 * max(cpu - before.get(tid, 0.0) for tid, cpu in after.items()) / wall_s
+
 
 def cpu_util_pct(before: dict, after: dict) -> float | None:
     """System-wide CPU utilisation between two host samples, 0-100 over all cores."""

@@ -6,6 +6,11 @@ brackets the timed region [t0, t1] (the worker synchronises the device before ea
 
 Energy sources, best first: the GPU's energy counter; the GPU's power samples integrated over [t0, t1]
 (older GPUs without the counter); RAPL (CPU runs only: it measures whole sockets); else none, said why.
+
+The idle baseline waits until power has stopped falling (IDLE_RULE), so a board still warm from the work
+before it (the check, the held-out pass) does not raise it. The counter's update period is measured once
+(measure_counter_period) and sets the shortest energy window whose quantisation error is within
+COUNTER_MAX_ERROR. Each row says whether the cell was host- or device-bound by BOUND_RULE.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 
 from infermeter.device import DeviceInfo
 from infermeter.telemetry import energy as ea
-from infermeter.telemetry.host import HostReader, cpu_util_pct, proc_cpu_util_pct
+from infermeter.telemetry.host import HostReader, busiest_thread_pct, cpu_util_pct, proc_cpu_util_pct
 from infermeter.telemetry.nvml import GpuReader, clock_event_names, open_nvml
 from infermeter.telemetry.rapl import DEFAULT_POWERCAP_ROOT, WHOLE_SOCKET_NOTE, RaplAccumulator, RaplReader
 from infermeter.telemetry.sampler import Sampler
@@ -26,6 +31,29 @@ TRACE_COLUMNS = ("time_s", "power_w", "gpu_util_pct", "mem_used_mb", "temp_c", "
                  "cpu_util_pct", "proc_cpu_pct", "rss_mb")
 MIG_NOTE = " (board-wide: this run uses a MIG slice; the other slices' draw is included)"
 RAPL_MIN_INTERVAL_S = 0.01  # RAPL updates about every millisecond: shorter spans give noise, not power
+IDLE_SETTLE_TOLERANCE = 0.02  # the last idle window's mean within 2% of the one before: power stopped falling
+IDLE_SETTLE_MAX_S = 60.0      # the longest the baseline waits for that; then the last window, marked unsettled
+IDLE_RULE = ("idle power = mean of the last {w:g} s once it is within {tol:g}% of the mean of the {w:g} s before "
+             "(power has stopped falling), checked at every sample, waiting at most {max:g} s")
+COUNTER_MAX_ERROR = 0.01      # energy window >= update period / 1%: the counter's steps cost at most 1%
+COUNTER_PROBE_S = 1.0         # how long measure_counter_period reads the counter at most
+COUNTER_PROBE_CHANGES = 6     # ... stopping once it has seen this many changes
+BOUND_GPU_UTIL_PCT = 50.0     # below: the GPU idles part of the window
+BOUND_THREAD_PCT = 90.0       # at or above (% of one core): a host thread is saturated
+BOUND_RULE = (f"host: GPU utilisation < {BOUND_GPU_UTIL_PCT:g}% while the worker's busiest thread uses >= "
+              f"{BOUND_THREAD_PCT:g}% of one core; device: GPU utilisation >= {BOUND_GPU_UTIL_PCT:g}%; "
+              "unknown: anything else (neither saturated, or a reading missing)")
+
+
+def bound_of(gpu_util_pct: float | None, busiest_thread_pct: float | None) -> str:
+    """BOUND_RULE."""
+    if gpu_util_pct is None:
+        return "unknown"
+    if gpu_util_pct >= BOUND_GPU_UTIL_PCT:
+        return "device"
+    if busiest_thread_pct is not None and busiest_thread_pct >= BOUND_THREAD_PCT:
+        return "host"
+    return "unknown"
 
 
 @dataclass
@@ -57,6 +85,9 @@ class Monitor:
         self._host = HostReader(pid)
         self._sampler = Sampler(self._read_sample, interval_ms)
         self.power_idle_w: float | None = None
+        self.idle_info: dict = {}     # the settled-idle rule and what it found, for run.json
+        self.counter_period_s: float | None = None
+        self.counter_info: dict = {}  # the counter's measured update period, for run.json
         self.energy_source = self._choose_source()
         self._cell: dict | None = None
 
@@ -80,9 +111,44 @@ class Monitor:
     def energy_available(self) -> bool:
         return not self.energy_source.startswith("unavailable")
 
+    def energy_window_needed_s(self, energy_time_s: float) -> float:
+        """The shortest energy window: --energy-time-s, or longer where the counter's measured update period
+        needs it for COUNTER_MAX_ERROR."""
+        if self.energy_source != COUNTER:
+            return energy_time_s
+        return max(energy_time_s, ea.counter_min_window_s(self.counter_period_s, COUNTER_MAX_ERROR))
+
     def energy_pass_needed(self, window_s: float, energy_time_s: float) -> bool:
         """True when energy can be measured but the timed region is too short for the counter's steps."""
-        return self.energy_available and window_s < energy_time_s
+        return self.energy_available and window_s < self.energy_window_needed_s(energy_time_s)
+
+    def measure_counter_period(self, max_s: float = COUNTER_PROBE_S) -> float | None:
+        """Read the GPU energy counter in a tight loop (about every millisecond) for at most max_s and take
+        the median time between its changes as its update period; recorded for run.json."""
+        if self.energy_source != COUNTER:
+            return None
+        times, values = [], []
+        t_end = time.perf_counter() + max_s
+        while time.perf_counter() < t_end:
+            values.append(self._gpu.energy_mj())
+            times.append(time.perf_counter())
+            if sum(1 for a, b in zip(values, values[1:]) if a != b) >= COUNTER_PROBE_CHANGES:
+                break
+            time.sleep(0.001)
+        self.counter_period_s = ea.counter_update_period_s(times, values)
+        changes = sum(1 for a, b in zip(values, values[1:]) if a != b)
+        self.counter_info = {
+            "update_period_ms": None if self.counter_period_s is None else self.counter_period_s * 1e3,
+            "changes_seen": changes, "probe_s": times[-1] - times[0] if times else 0.0, "reads": len(values),
+            "max_quantisation_error": COUNTER_MAX_ERROR,
+            "min_energy_window_s": ea.counter_min_window_s(self.counter_period_s, COUNTER_MAX_ERROR),
+            "rule": "energy window >= update period / max_quantisation_error (each counter read lags by less "
+                    "than one period)",
+        }
+        if self.counter_period_s is None:
+            self.counter_info["why"] = (f"the counter changed {changes} time(s) in {max_s:g} s: too few to tell its "
+                                        "period; windows keep --energy-time-s")
+        return self.counter_period_s
 
     # -- reading --------------------------------------------------------------------------------------------
     def _read_sample(self) -> dict:
@@ -109,23 +175,50 @@ class Monitor:
         return out
 
     # -- idle baseline ---------------------------------------------------------------------------------------
-    def measure_idle(self, seconds: float) -> float | None:
-        """Average power over `seconds` in the current state (context alive, model loaded); kept for net energy."""
+    def _idle_trace(self, samples: list[dict]) -> tuple[list[float], list[float], bool]:
+        """(times, values, cumulative): RAPL's energy in J (cumulative), else the GPU's power in W."""
+        if self.energy_source == RAPL:
+            times, totals = _series(samples, "rapl_uj")
+            return times, [v / 1e6 for v in totals], True
+        times, power = _series(samples, "power_w")
+        return times, power, False
+
+    def measure_idle(self, seconds: float, max_wait_s: float = IDLE_SETTLE_MAX_S,
+                     tolerance: float = IDLE_SETTLE_TOLERANCE) -> float | None:
+        """Idle power in the current state (context alive, model loaded), kept for net energy: the mean of the
+        last `seconds` once it is within `tolerance` of the `seconds` before (IDLE_RULE), so the baseline is
+        not taken while the board still cools down from earlier work. Waits at most max(max_wait_s,
+        2 x seconds); unsettled by then, the last window is kept and idle_info says so."""
         if self._cell is not None:
             raise RuntimeError("measure_idle() during a cell; call it before start() or after stop()")
         if not self.energy_available or seconds <= 0:
             return None
+        limit_s = max(max_wait_s, 2 * seconds)
+        self.idle_info = {"rule": IDLE_RULE.format(w=seconds, tol=100 * tolerance, max=limit_s),
+                          "window_s": seconds, "tolerance": tolerance, "max_wait_s": limit_s}
         self._sampler.start()
-        time.sleep(seconds)
-        samples = self._sampler.stop()
-        if self.energy_source == RAPL:
-            times, totals = _series(samples, "rapl_uj")
-            if len(times) >= 2 and times[-1] > times[0]:
-                self.power_idle_w = (totals[-1] - totals[0]) / 1e6 / (times[-1] - times[0])
-        else:
-            times, power = _series(samples, "power_w")
-            if len(times) >= 2 and times[-1] > times[0]:
-                self.power_idle_w = ea.window_mean(times, power, times[0], times[-1])
+        t_begin = time.perf_counter()
+        settled, last, prev = False, None, None
+        try:
+            while True:
+                time.sleep(self._sampler.interval_s)
+                times, values, cumulative = self._idle_trace(list(self._sampler.samples))
+                settled, last, prev = ea.settled_idle(times, values, seconds, tolerance, cumulative)
+                if settled or time.perf_counter() - t_begin >= limit_s:
+                    break
+        finally:
+            samples = self._sampler.stop()
+        times, values, cumulative = self._idle_trace(samples)  # with the closing sample: the rule on the full trace
+        settled, last, prev = ea.settled_idle(times, values, seconds, tolerance, cumulative)
+        if not settled and len(times) >= 2 and times[-1] > times[0]:  # the window the limit allowed
+            t0 = max(times[0], times[-1] - seconds)
+            last = ea.window_power_w(times, values, t0, times[-1], cumulative)
+        self.power_idle_w = last
+        self.idle_info.update({"power_idle_w": last, "previous_window_w": prev, "settled": settled,
+                               "waited_s": (times[-1] - t_begin) if times else None})
+        if not settled:
+            self.idle_info["why"] = (f"power did not settle within {limit_s:g} s: the last window is the baseline"
+                                     if last is not None else "no idle power readings")
         return self.power_idle_w
 
     # -- one cell ----------------------------------------------------------------------------------------------
@@ -137,7 +230,13 @@ class Monitor:
                 raise RuntimeError("start() twice without stop()")
             self.discard()
         self._sampler.start()
-        self._cell = {"counters_start": self._read_counters()}
+        self._cell = {"counters_start": self._read_counters(), "threads": (time.perf_counter(), self._threads())}
+
+    def _threads(self) -> dict[int, float]:
+        try:
+            return self._host.thread_cpu_s()
+        except Exception:  # a thread vanished mid-read: no busiest-thread figure for this cell
+            return {}
 
     @property
     def window_open(self) -> bool:
@@ -154,8 +253,10 @@ class Monitor:
         if self._cell is None:
             raise RuntimeError("stop() without start()")
         counters_end = self._read_counters()
+        t_threads, threads_end = time.perf_counter(), self._threads()
         samples = self._sampler.stop()
         counters_start = self._cell["counters_start"]
+        t_threads0, threads_start = self._cell["threads"]
         self._cell = None
         notes = [f"sampler: {self._sampler.error_count} failed reads ({'; '.join(self._sampler.errors)})"] \
             if self._sampler.error_count else []
@@ -165,18 +266,29 @@ class Monitor:
 
         energy_j, window_s, source, rel = self._energy(samples, counters_start, counters_end, t0, t1, notes)
         row = ea.derived_energy_fields(energy_j, window_s, items, self.power_idle_w if energy_j is not None else None)
+        if row["energy_j"] is not None and row["energy_net_j"] is not None and self.idle_info \
+                and not self.idle_info.get("settled"):
+            row["energy_net_note"] = f"idle baseline unsettled ({self.idle_info.get('why')})"
+        in_window = [s for s in samples if t0 <= s["t"] <= t1] or samples  # memory of this cell's timed run
+        gpu_util = self._window_mean(samples, "gpu_util_pct", t0, t1)
+        thread_pct = busiest_thread_pct(threads_start, threads_end, t_threads - t_threads0) \
+            if threads_start and threads_end else None
         row.update({
             "power_peak_w": self._power_peak(samples, t0, t1, source),
             "power_idle_w": self.power_idle_w,
             "energy_trace_vs_counter_rel": rel,
+            "energy_trace_vs_counter_pct": None if rel is None else 100.0 * rel,
             "power_field": (self._gpu.power_field if self._gpu is not None else
                             "rapl-counter-delta" if source == RAPL else None),
             "throttle_reasons": self._throttle_reasons(samples),
             "energy_source": source + MIG_NOTE if self.device.mig and source in (COUNTER, SAMPLES) else source,
-            "device_mem_peak_mb": _max(s.get("proc_mem_mb") for s in samples),
+            "device_mem_peak_mb": _max(s.get("proc_mem_mb") for s in in_window),
             "device_mem_allocator_peak_mb": allocator_peak_mb,
             "host_rss_peak_mb": _max(s.get("rss_mb") for s in samples),
-            "gpu_util_avg_pct": self._window_mean(samples, "gpu_util_pct", t0, t1),
+            "gpu_util_avg_pct": gpu_util,
+            "busiest_thread_cpu_pct": thread_pct,
+            # host- or device-bound: a question about a GPU run; a CPU run's host is its device
+            "bound": bound_of(gpu_util, thread_pct) if self.device.kind == "cuda" else None,
             "cpu_util_avg_pct": cpu_util_pct(samples[0], samples[-1]) if len(samples) >= 2 else None,
             "proc_cpu_util_avg_pct": (proc_cpu_util_pct(samples[0], samples[-1], samples[-1]["t"] - samples[0]["t"])
                                       if len(samples) >= 2 else None),
@@ -289,7 +401,9 @@ class Monitor:
         if self._rapl.available:
             notes.append(WHOLE_SOCKET_NOTE)
         return {"energy_source": self.energy_source, "interval_ms": self.interval_ms, "pid": self.pid,
-                "power_idle_w": self.power_idle_w, "gpu": gpu, "rapl": self._rapl.info(), "notes": notes}
+                "power_idle_w": self.power_idle_w, "idle": self.idle_info or None,
+                "energy_counter": self.counter_info or None, "bound_rule": BOUND_RULE, "gpu": gpu,
+                "rapl": self._rapl.info(), "notes": notes}
 
     def close(self) -> None:
         self._sampler.stop()
