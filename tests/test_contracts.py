@@ -65,11 +65,18 @@ def test_results_folder_keeps_rows_resumes_and_lists_each_run_once(tmp_path):
     assert second.open(resume=True) == {"a", "c"}  # a failed cell is tried again
     assert second.open(resume=False) == set()
     second.write_run_json({"run_id": "run2", "command": "two", "engines": {"torch|fp16": {"x": 3}}})
-    second.write_run_json({"run_id": "run2", "command": "two", "engines": {"torch|fp16": {"x": 3}}})
+    second.write_run_json({"run_id": "run2", "command": "two", "engines": {"torch|fp16": {"x": 3}},
+                           "groups": {"torch|fp16": {"ended": "finished"}}})
     doc = json.loads((tmp_path / "dev" / "run.json").read_text())
     assert [p["run_id"] for p in doc["previous_runs"]] == ["run1"]
     # the engine the second run did not measure keeps its facts, each naming the run that measured it
     assert doc["engines"] == {"torch|fp32": {"x": 1, "run_id": "run1"}, "torch|fp16": {"x": 3, "run_id": "run2"}}
+    assert doc["groups"] == {"torch|fp16": {"ended": "finished", "run_id": "run2"}}
+    third = ResultsFolder(tmp_path / "dev", "run3")  # each engine group's entry survives later runs too
+    third.write_run_json({"run_id": "run3", "engines": {}, "groups": {"torch|fp32": {"ended": "timeout"}}})
+    doc = json.loads((tmp_path / "dev" / "run.json").read_text())
+    assert doc["groups"] == {"torch|fp16": {"ended": "finished", "run_id": "run2"},
+                             "torch|fp32": {"ended": "timeout", "run_id": "run3"}}
 
 
 def _tiny_onnx(path: Path) -> Path:

@@ -2,6 +2,7 @@
 is really killed with SIGKILL and resumed. Nothing finished may be lost; each failure names its cause."""
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -108,6 +109,30 @@ def test_a_hanging_cell_is_killed_at_the_timeout(tmp_path):
     assert rows["3"]["status"] == "failed" and "timeout" in rows["3"]["error"] and "15 s" in rows["3"]["error"]
     assert rows["1"]["status"] == "ok" and rows["4"]["status"] == "ok"
     assert time.monotonic() - t0 < 300
+
+
+@pytest.mark.slow
+def test_a_group_killed_by_its_time_limit_leaves_a_failed_row_per_unfinished_cell(tmp_path):
+    model = make_faulty_model(tmp_path, "hang")  # batch 3 hangs; the per-cell limit (900 s) never comes
+    limit = 25
+    t0 = time.monotonic()
+    res = infermeter(*sweep_args(model, tmp_path, "--group-timeout-s", str(limit)), timeout=600)
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert time.monotonic() - t0 < limit + 120
+    path = next((tmp_path / "results" / "faulty_hang").glob("*/results.csv"))
+    rows = read_results(path)
+    assert sorted(r["batch_size"] for r in rows) == ["1", "3", "4"]  # one row per cell, none lost, none twice
+    by_batch = {r["batch_size"]: r for r in rows}
+    for b in ("3", "4"):  # the hung cell and the one after it never finished
+        assert by_batch[b]["status"] == "failed", by_batch[b]
+    for r in rows:
+        if r["status"] != "ok":  # batch 1 too, on a machine too slow to build the session within the limit
+            assert r["status"] == "failed" and f"--group-timeout-s {limit} s" in r["error"], r
+    (group,) = json.loads((path.parent / "run.json").read_text())["groups"].values()  # torch fp32: one group
+    assert "group-timeout-s" in group["ended"] and group["rows"].get("failed", 0) >= 2
+    assert sorted(group["cells"]) == sorted(r["cell_id"] for r in rows)
+    for log in (path.parent / "logs").glob("*"):  # a log is kept only when it holds something
+        assert log.stat().st_size > 0, log
 
 
 def test_a_worker_starved_of_memory_fails_with_a_reason(tmp_path):

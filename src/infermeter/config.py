@@ -75,6 +75,9 @@ class RunConfig:
     json_path: str | None = _help("also write all rows as JSON here", flag="--json", default=None)
     resume: bool = _help("skip cells already in results.csv", default=False)
     timeout_s: float = _help("per-cell time limit in seconds", aliases=("--timeout",), default=900.0)
+    group_timeout_s: float | None = _help("time limit in seconds for one engine group (session build, check and "
+                                          "all its cells); past it the worker is killed and every unfinished cell "
+                                          "gets a failed row with the reason", default=None)
     weights: str | None = _help("weights file or checkpoint folder; default: seeded synthetic weights", default=None)
     seed: int = _help("seed for synthetic weights and inputs", default=0)
     image: str | None = _help("photograph to build inputs from", default=None)
@@ -151,7 +154,7 @@ class RunConfig:
             v = getattr(self, name)
             if v is not None and v <= 0:
                 raise BadInput(f"--{name}: must be positive, got {v}")
-        for name in ("time_s", "warmup_time_s", "target_ci", "latency_bound_ms"):
+        for name in ("time_s", "warmup_time_s", "target_ci", "latency_bound_ms", "group_timeout_s"):
             v = getattr(self, name)
             if v is not None and not v > 0:
                 raise BadInput(f"{_flag(name)}: must be positive, got {v}")

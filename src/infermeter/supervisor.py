@@ -2,7 +2,9 @@
 a failed cell.
 
 A worker that crashes, is killed or outlives --timeout-s costs only the cell in progress: that cell
-fails with the cause and the rest of its group continues in a fresh worker.
+fails with the cause and the rest of its group continues in a fresh worker. An engine group that outlives
+--group-timeout-s is stopped as a whole: every cell it did not finish fails with that cause, so each
+group leaves a row per cell whatever happens. A worker's log is kept only when it holds something.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class WorkerExit:
 
     cause: str | None = None
     cell_id: str | None = None
+    group_timeout: bool = False  # the engine group's time limit ran out: no fresh worker takes the rest
 
 
 def signal_cause(code: int | None) -> str:
@@ -58,9 +61,10 @@ def _last_log_line(log_path: Path) -> str:
 
 
 class WorkerSupervisor:
-    def __init__(self, logs_dir: Path, timeout_s: float):
+    def __init__(self, logs_dir: Path, timeout_s: float, group_timeout_s: float | None = None):
         self.logs_dir = Path(logs_dir)
         self.timeout_s = timeout_s
+        self.group_timeout_s = group_timeout_s
 
     @property
     def build_timeout_s(self) -> float:
@@ -83,8 +87,19 @@ class WorkerSupervisor:
             proc.kill()
         proc.join(10)
 
-    def run(self, job: WorkerJob, log_name: str, on_message: Callable[[Message], None]) -> WorkerExit:
-        """Run one worker to its end, passing each message to on_message (which may raise to stop)."""
+    @staticmethod
+    def _drop_if_empty(log: Path) -> None:
+        """A worker that said nothing leaves no log: an empty file only hides that there was nothing to say."""
+        try:
+            if log.stat().st_size == 0:
+                log.unlink()
+        except OSError:
+            pass
+
+    def run(self, job: WorkerJob, log_name: str, on_message: Callable[[Message], None],
+            group_deadline: float | None = None) -> WorkerExit:
+        """Run one worker to its end, passing each message to on_message (which may raise to stop).
+        group_deadline (time.monotonic()): past it the worker is killed whatever it is doing."""
         proc, conn, log = self._spawn(job, log_name)
         current = None
         deadline = time.monotonic() + self.build_timeout_s
@@ -112,6 +127,12 @@ class WorkerSupervisor:
                     if conn.poll(0):
                         continue  # drain what it said before dying
                     return WorkerExit(signal_cause(proc.exitcode), current)
+                elif group_deadline is not None and time.monotonic() > group_deadline:
+                    self._stop(proc)
+                    where = f"during cell {current}" if current else "outside a cell (session build or check)"
+                    return WorkerExit(f"timeout: engine group ran past --group-timeout-s {self.group_timeout_s:g} s "
+                                      f"(worker killed {where}); this cell did not finish", current,
+                                      group_timeout=True)
                 elif time.monotonic() > deadline:
                     self._stop(proc)
                     what = f"cell {current}" if current else "session build"
@@ -120,15 +141,18 @@ class WorkerSupervisor:
         finally:
             self._stop(proc)
             conn.close()
+            self._drop_if_empty(log)
 
     def run_cells(self, job: WorkerJob, log_name: str, on_message: Callable[[Message], None],
-                  fail_cell: Callable[[Cell, str], None]) -> None:
+                  fail_cell: Callable[[Cell, str], None]) -> str | None:
         """Measure every cell of an engine job: rows go to on_message as they come; a worker that dies
         takes its current cell with it (fail_cell(cell, cause)) and a fresh worker takes the rest. When
-        the session cannot be built (it died before any cell, or said GroupFailed), every remaining cell
-        fails with that cause: a retry would die the same way."""
+        the session cannot be built (it died before any cell, or said GroupFailed), or the group's time limit
+        ran out, every remaining cell fails with that cause: a retry would die the same way. Returns that
+        cause when the group stopped early so, else None (its crashed cells have their failed rows)."""
         remaining = list(job.cells)  # shrinks as rows arrive
         failed: list[str] = []
+        group_deadline = time.monotonic() + self.group_timeout_s if self.group_timeout_s else None
 
         def relay(msg: Message) -> None:
             if isinstance(msg, CellRow):
@@ -139,13 +163,14 @@ class WorkerSupervisor:
             on_message(msg)
 
         while remaining:
-            end = self.run(replace(job, cells=tuple(remaining)), log_name, relay)
-            if failed or (end.cause is not None and end.cell_id is None):
+            end = self.run(replace(job, cells=tuple(remaining)), log_name, relay, group_deadline)
+            if failed or end.group_timeout or (end.cause is not None and end.cell_id is None):
                 for c in remaining:
                     fail_cell(c, failed[0] if failed else end.cause)
-                return
+                return failed[0] if failed else end.cause
             if end.cause is None:
-                return
+                return None
             cell = next(c for c in remaining if c.cell_id == end.cell_id)
             fail_cell(cell, end.cause)
             remaining[:] = [c for c in remaining if c.cell_id != end.cell_id]
+        return None

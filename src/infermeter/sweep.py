@@ -8,6 +8,7 @@ decides what runs in which order and writes the rows no worker measured (skipped
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import uuid
 from pathlib import Path
@@ -52,8 +53,11 @@ class Sweep:
         slug = safe_name(cfg.device_label) if cfg.device_label else self.dev.slug
         self.folder = ResultsFolder(Path(cfg.results_dir) / safe_name(self.models[0].name) / slug, self.run_id,
                                     cfg.json_path)
-        self.supervisor = WorkerSupervisor(self.folder.logs_dir, cfg.timeout_s)
-        self.info: dict = {"engines": {}, "artifacts": {}, "telemetry": None}
+        self.supervisor = WorkerSupervisor(self.folder.logs_dir, cfg.timeout_s, cfg.group_timeout_s)
+        # groups: one entry per engine group run (its cells, how it ended, its log, its telemetry facts);
+        # telemetry: the last group's, as before
+        self.info: dict = {"engines": {}, "groups": {}, "artifacts": {}, "telemetry": None}
+        self._group: dict | None = None  # the entry of the group whose worker is talking
         self.progress = None
 
     @property
@@ -115,6 +119,8 @@ class Sweep:
             self.info["engines"].update(msg.engine)
             if msg.telemetry is not None:
                 self.info["telemetry"] = msg.telemetry
+                if self._group is not None:
+                    self._group["telemetry"] = msg.telemetry
         elif isinstance(msg, BadInputFound):
             raise StopSweep(msg.message)
         elif isinstance(msg, DiskFull):
@@ -143,10 +149,34 @@ class Sweep:
             return f"building artifacts failed: {failed[0]}"
         return f"building artifacts failed: {end.cause}" if end.cause else None
 
+    def note_group(self, group: Group, cells: list[Cell], ended: str, status: str) -> None:
+        """run.json's entry for a group no worker ran (skipped, or its artifacts could not be built)."""
+        self.info["groups"][engine_key(group.engine, group.precision, group.model.shape_tag())] = {
+            "engine": group.engine, "precision": group.precision, "input_shape": group.model.shape_tag(),
+            "cells": sorted(c.cell_id for c in cells), "ended": ended, "rows": {status: len(cells)}, "log": None,
+            "telemetry": None}
+
     def run_group(self, group: Group, cells: list[Cell]) -> None:
         job = self.job("engine", group.model, engine=group.engine, precision=group.precision, cells=tuple(cells))
-        self.supervisor.run_cells(job, f"{group.engine}-{group.precision}-{group.model.shape_tag()}",
-                                  self.on_message, lambda cell, cause: self.emit(self.failed_row(group, cell, cause)))
+        name = f"{group.engine}-{group.precision}-{group.model.shape_tag()}"
+        ids = {c.cell_id for c in cells}
+        self._group = self.info["groups"][engine_key(group.engine, group.precision, group.model.shape_tag())] = {
+            "engine": group.engine, "precision": group.precision, "input_shape": group.model.shape_tag(),
+            "cells": sorted(ids), "ended": "running", "telemetry": None}
+        cause: str | None = "the sweep stopped during this group"
+        try:
+            cause = self.supervisor.run_cells(job, name, self.on_message,
+                                              lambda cell, why: self.emit(self.failed_row(group, cell, why)))
+        finally:
+            entry, self._group = self._group, None
+            statuses: dict[str, int] = {}
+            for r in self.rows:
+                if r["cell_id"] in ids and r["run_id"] == self.run_id:
+                    statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+            entry["rows"] = statuses
+            log = self.supervisor.logs_dir / f"{safe_name(name)}.log"
+            entry["log"] = str(log.relative_to(self.out_dir)) if log.exists() else None  # kept only non-empty
+            entry["ended"] = "finished" if cause is None else cause
 
     # ---- the whole sweep ------------------------------------------------------------------------
     def run(self) -> int:
@@ -163,6 +193,7 @@ class Sweep:
                 if g.skip_reason:
                     for c in cells:
                         self.emit(self.skipped_row(g, c, g.skip_reason))
+                    self.note_group(g, cells, f"skipped: {g.skip_reason}", "skipped")
             runnable = [(g, cells) for g, cells in todo if not g.skip_reason]
             for model in self.models:
                 mine = [(g, cells) for g, cells in runnable if g.model is model]
@@ -174,6 +205,7 @@ class Sweep:
                     if err:
                         for c in cells:
                             self.emit(self.failed_row(g, c, err))
+                        self.note_group(g, cells, err, "failed")
                         continue
                     progress.status(f"{g.engine} {g.precision}")
                     self.run_group(g, cells)
@@ -192,6 +224,10 @@ def artifact_kinds(model, engine_names: list[str] | None = None) -> set[str]:
     engines = load_all()
     if "keras" in model.sources and (engine_names is None
                                      or any("keras" in engines[e].sources for e in engine_names)):
+        kinds |= {"keras", "savedmodel"}
+    # an engine that also reads the SavedModel (OpenVINO's TF frontend) gets it where TensorFlow can build it
+    elif "keras" in model.sources and importlib.util.find_spec("tensorflow") is not None and any(
+            "keras" in engines[e].optional_sources for e in engine_names):
         kinds |= {"keras", "savedmodel"}
     return kinds
 

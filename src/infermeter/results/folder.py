@@ -68,22 +68,24 @@ class ResultsFolder:
     def write_run_json(self, doc: dict) -> None:
         """run.json: this run's facts, with earlier runs in this folder listed under previous_runs."""
         path = self.out_dir / "run.json"
-        previous, kept = [], {}
-        # Each engine's facts name the run that measured them; a later run into the same folder (another
-        # engine, say) keeps the facts of the engines it did not run, since their rows stay in results.csv.
-        engines = {k: {**v, "run_id": self.run_id} for k, v in (doc.get("engines") or {}).items()}
+        previous = []
+        # Each engine's (and engine group's) facts name the run that measured them; a later run into the same
+        # folder (another engine, say) keeps the facts of those it did not run, since their rows stay in
+        # results.csv.
+        merged = ("engines", "groups")
+        mine = {key: {k: {**v, "run_id": self.run_id} for k, v in (doc.get(key) or {}).items()} for key in merged}
+        kept: dict = {key: {} for key in merged}
         if path.exists():
             try:
                 old = json.loads(path.read_text())
                 previous = old.get("previous_runs", [])
                 if old.get("run_id") != self.run_id:  # rewritten as the run goes on: list each run once
                     previous = previous + [{k: old.get(k) for k in ("run_id", "created_at", "command")}]
-                kept = {k: {"run_id": old.get("run_id"), **v} for k, v in (old.get("engines") or {}).items()
-                        if k not in engines and isinstance(v, dict)}
+                kept = {key: {k: {"run_id": old.get("run_id"), **v} for k, v in (old.get(key) or {}).items()
+                              if k not in mine[key] and isinstance(v, dict)} for key in merged}
             except (ValueError, OSError):
-                previous, kept = [], {}
-        if "engines" in doc:
-            doc = {**doc, "engines": {**kept, **engines}}
+                previous, kept = [], {key: {} for key in merged}
+        doc = {**doc, **{key: {**kept[key], **mine[key]} for key in merged if key in doc}}
         try:
             atomic_write_json(path, {**doc, "previous_runs": previous[-PREVIOUS_RUNS_KEPT:]})
         except OSError as e:
