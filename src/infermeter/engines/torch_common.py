@@ -262,6 +262,10 @@ class TorchEngineBase(Engine):
         if self.device.type == "cuda":
             import torch
 
+            # blocks cached for earlier, larger shapes (the held-out pass runs at the largest batch) would
+            # stay in NVML's process memory: released, the cell's device_mem_peak_mb is its own
+            torch.cuda.synchronize(self.device)
+            torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(self.device)
 
     def allocator_peak_mb(self) -> float | None:
