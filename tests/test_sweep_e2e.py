@@ -3,6 +3,7 @@ scenario, several input sizes, and the gate catching a wrong engine inside a rea
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +213,22 @@ def test_torch_on_cuda_sweep_with_energy(tmp_path):
         assert float(r["device_mem_allocator_peak_mb"]) > 0
         trace = (s.out_dir / "power" / f"{r['cell_id']}.csv").read_text().splitlines()
         assert len(trace) > 5
+        # the stage split adds up to the timed run within 5%, or says it is a separate synchronised pass
+        stages = float(r["h2d_ms"]) + float(r["compute_ms"]) + float(r["d2h_ms"])
+        assert float(r["stage_split_vs_e2e_pct"]) == pytest.approx(100 * (stages / float(r["latency_ms_p50"]) - 1))
+        assert abs(float(r["stage_split_vs_e2e_pct"])) <= 5 or \
+            r["stage_split_method"].startswith("separate synchronised pass"), r
+        assert r["gpu_uuid"] and r["gpu_name"] and r["bound"] in ("host", "device", "unknown")
+        assert float(r["busiest_thread_cpu_pct"]) > 0
+        assert r["energy_net_j"] is not None or r["energy_net_note"]  # a number or why not, never negative
+        assert r["energy_net_j"] is None or float(r["energy_net_j"]) >= 0
+        if r["energy_source"] == "nvml-energy-counter":
+            assert r["energy_trace_vs_counter_pct"] is not None
+    telemetry = json.loads((s.out_dir / "run.json").read_text())["groups"]
+    assert len(telemetry) == 2  # torch fp32 and fp16: each group keeps its own telemetry facts
+    for group in telemetry.values():
+        facts = group["telemetry"]
+        assert facts["idle"]["rule"] and facts["idle"]["power_idle_w"] > 0 and "settled" in facts["idle"]
+        if facts["energy_source"] == "nvml-energy-counter":
+            assert facts["energy_counter"]["update_period_ms"] is None or \
+                facts["energy_counter"]["min_energy_window_s"] > 0
