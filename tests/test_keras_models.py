@@ -14,14 +14,9 @@ from infermeter.check import assert_informative, compare
 from infermeter.errors import BadInput, UninformativeReference
 from infermeter.models.base import ModelOptions
 from infermeter.models.images import BUNDLED_PHOTOS, photo_pool
-from infermeter.models.keras_apps import (
-    INPUT_NAME,
-    OUTPUT_NAME,
-    SYNTHETIC_RECIPE,
-    MobileNetV3Large,
-    ResNet50,
-    keras_cache_dir,
-)
+from infermeter.models.keras_apps import MobileNetV3Large, ResNet50, keras_cache_dir
+from infermeter.models.keras_calibration import SYNTHETIC_RECIPE
+from infermeter.models.keras_export import INPUT_NAME, OUTPUT_NAME
 from infermeter.models.reference import read_reference
 from infermeter.models.registry import resolve_model
 
@@ -261,3 +256,82 @@ def test_default_size_builds_reference(tmp_path):
     store = ArtifactStore(tmp_path, model.key())
     model.build_artifacts(store, {"keras", "reference"})
     assert_informative(read_reference(store.path("reference.npz"))[1])
+
+
+# ---- the graph handed to the engines ------------------------------------------------------------------------
+def _graph(path):
+    import onnx
+
+    return onnx.load(str(path))
+
+
+def assert_clean_graph(proto):
+    """What an expert exporter hands over: no Transpose but one at the input, hard-swish and hard-sigmoid
+    as ONNX ops, no BatchNorm and no per-channel Mul left after a convolution."""
+    import onnx
+
+    nodes = list(proto.graph.node)
+    ops = [n.op_type for n in nodes]
+    transposes = [i for i, op in enumerate(ops) if op == "Transpose"]
+    assert len(transposes) <= 1, f"{len(transposes)} Transposes"
+    if transposes:
+        assert transposes[0] < ops.index("Conv"), "the one Transpose is not at the input"
+        perm = list(onnx.helper.get_attribute_value(next(a for a in nodes[transposes[0]].attribute if a.name == "perm")))
+        assert perm == [0, 3, 1, 2]
+    assert "BatchNormalization" not in ops and "Clip" not in ops and "Div" not in ops
+    produced_by = {out: n for n in nodes for out in n.output}
+    initializers = {i.name for i in proto.graph.initializer}
+    for n in nodes:
+        if n.op_type == "Mul" and any(produced_by.get(i) is not None and produced_by[i].op_type == "Conv"
+                                      for i in n.input):
+            assert not any(i in initializers for i in n.input), f"a constant Mul after a Conv: {n.name}"
+    return ops
+
+
+def test_mobilenet_export_is_clean_and_says_how(built):
+    _, store, facts = built
+    ops = assert_clean_graph(_graph(store.path("model.onnx")))
+    assert ops.count("HardSwish") > 0 and ops.count("HardSigmoid") > 0
+    form = facts["onnx_graph_form"]
+    assert form["nodes"] == len(ops) and form["transposes"] == ops.count("Transpose")
+    assert form["ops"]["HardSwish"] == ops.count("HardSwish")
+    passes = facts["onnx_passes"]
+    assert passes["failed"] == [] and passes["converter"].startswith("tf2onnx")
+    assert any("HardSwish" in p for p in passes["applied"]) and any("affine" in p for p in passes["applied"])
+
+
+def test_resnet50_export_is_clean(tmp_path):
+    model = ResNet50(ModelOptions(input_shapes=[[1, 32, 32, 3]]))
+    store = ArtifactStore(tmp_path, model.key())
+    facts = model.build_artifacts(store, {"onnx", "reference"})
+    ops = assert_clean_graph(_graph(store.path("model.onnx")))
+    assert ops.count("Conv") == 53 and facts["onnx_passes"]["failed"] == []
+
+
+def test_failed_optimizer_pass_stops_a_builtin_build_in_one_line(tmp_path, monkeypatch):
+    """Without the repair, tf2onnx's transpose optimizer really fails on MobileNetV3 (hard-swish's scalar
+    Add after a Conv): the build stops with one line naming the pass, and no graph is cached."""
+    import contextlib
+
+    from infermeter.models import keras_export
+
+    monkeypatch.setattr(keras_export, "_repaired_transpose_optimizer", contextlib.nullcontext)
+    model = small(MobileNetV3Large, seed=5)
+    store = ArtifactStore(tmp_path, model.key())
+    with pytest.raises(keras_export.ExportError) as err:
+        model.build_artifacts(store, {"onnx"})
+    assert "optimize_transpose" in str(err.value) and "\n" not in str(err.value)
+    assert store.get("model.onnx") is None
+
+
+def test_artifact_key_carries_the_export_recipe():
+    from infermeter.models.keras_export import EXPORT_RECIPE
+
+    model = small(MobileNetV3Large)
+    assert model.artifact_recipe == EXPORT_RECIPE
+    before = model.key()
+    type(model).artifact_recipe = "an older export"
+    try:
+        assert model.key() != before
+    finally:
+        del type(model).artifact_recipe

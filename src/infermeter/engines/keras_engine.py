@@ -37,7 +37,7 @@ class KerasEngine(TFFunctionEngine):
             keras_model = model.load_keras(artifacts)
         self.load_s = time.perf_counter() - t0
         if precision == "fp16":
-            from infermeter.models.keras_apps import clone_with_dtype_policy
+            from infermeter.models.keras_export import clone_with_dtype_policy
 
             t0 = time.perf_counter()
             with tf.device(self._device):

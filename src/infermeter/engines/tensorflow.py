@@ -217,7 +217,7 @@ def build_savedmodel(model, store, precision: str):
     if float32_artifact(precision):
         model.build_artifacts(store, {"savedmodel"})
         return store.path("savedmodel")
-    from infermeter.models.keras_apps import clone_with_dtype_policy, export_savedmodel
+    from infermeter.models.keras_export import clone_with_dtype_policy, export_savedmodel
 
     def write(tmp):
         export_savedmodel(clone_with_dtype_policy(model.load_keras(store), "mixed_float16"), tmp, model.input_specs())

@@ -60,6 +60,8 @@ class Model:
     transformer: ClassVar[bool] = False
     #: whether --inputs (the user's own input items) can feed this model
     accepts_inputs: ClassVar[bool] = False
+    #: version of how the model's artifacts are derived (its export): part of the artifact key
+    artifact_recipe: ClassVar[str] = ""
 
     def __init__(self, options: ModelOptions | None = None):
         self.options = options or ModelOptions()
@@ -85,7 +87,7 @@ class Model:
         ident = {"model": self.name, "weights": self.weights_id(), "weights_hash": self._weights_file_hash(),
                  "inputs_hash": self.inputs_hash(),
                  "options": asdict(self.options), "specs": [asdict(s) for s in self.input_specs()],
-                 "infermeter": __version__}
+                 "infermeter": __version__, "recipe": self.artifact_recipe}
         digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
         return f"{self.name}-{self.shape_tag()}-{digest}"
 
