@@ -89,6 +89,9 @@ def _read_results_csv(path: Path) -> pd.DataFrame:
     for col in TEXT_COLUMNS:
         if col not in df.columns:
             df[col] = pd.NA
+    # rows written before energy_trace_vs_counter_pct hold the same figure as a fraction
+    legacy = df["energy_trace_vs_counter_pct"].isna() & df["energy_trace_vs_counter_rel"].notna()
+    df.loc[legacy, "energy_trace_vs_counter_pct"] = 100.0 * df.loc[legacy, "energy_trace_vs_counter_rel"]
     return df
 
 

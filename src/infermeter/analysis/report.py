@@ -14,6 +14,7 @@ from infermeter.analysis import plots
 from infermeter.analysis.load import latest_per_cell, load_results, load_run_info, ok_rows
 from infermeter.analysis.workbook import write_workbook
 from infermeter.errors import BadInput
+from infermeter.telemetry.monitor import BOUND_RULE
 
 PDF_NAME = "Final_Analysis.pdf"
 XLSX_NAME = "Final_Analysis.xlsx"
@@ -148,6 +149,67 @@ def problem_lines(df: pd.DataFrame) -> list[str]:
             engines = ", ".join(sorted({_engine_label(r) for _, r in g.iterrows()}))
             lines += textwrap.wrap(f"{len(g)} x {why} ({engines})", 140, initial_indent="    ",
                                    subsequent_indent="      ")
+    return lines
+
+
+TRACE_COUNTER_FLAG_PCT = 2.0  # the sampled power trace and the energy counter disagree by more: flagged
+
+
+def _trace_counter(r) -> str:
+    pct = r.get("energy_trace_vs_counter_pct")
+    if pd.isna(pct):
+        return "–"
+    return f"{pct:+.1f} FLAG" if abs(pct) > TRACE_COUNTER_FLAG_PCT else f"{pct:+.1f}"
+
+
+def _text(v, width: int = 40) -> str:
+    return "–" if pd.isna(v) else str(v)[:width]
+
+
+def energy_check_table(rows: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Per-device table of the GPU cells' energy cross-checks: utilisation, the busiest host thread, bound,
+    trace vs counter (FLAG above 2%), idle baseline and net energy (or why there is none)."""
+    cols = ["engine", "precision", "scenario", "batch", "GPU util (%)", "busiest thread (% of a core)", "bound",
+            f"trace vs counter (%, FLAG > {TRACE_COUNTER_FLAG_PCT:g})", "idle (W)", "net energy (J) or why not"]
+    body = []
+    gpu = rows[(rows["status"] == "ok") & (rows["device"] == "cuda")]
+    for _, r in gpu.sort_values(["scenario", "engine", "precision", "batch_size"]).iterrows():
+        batch = str(int(r["batch_size"])) if pd.notna(r["batch_size"]) else "–"
+        net = _num(r["energy_net_j"], ".2f") if pd.notna(r["energy_net_j"]) else _text(r.get("energy_net_note"))
+        body.append([str(r["engine"]), str(r["precision"]), str(r["scenario"]), batch,
+                     _num(r["gpu_util_avg_pct"], ".0f"), _num(r["busiest_thread_cpu_pct"], ".0f"),
+                     _text(r["bound"]), _trace_counter(r), _num(r["power_idle_w"], ".1f"), net])
+    return cols, body
+
+
+def energy_flag_lines(df: pd.DataFrame) -> list[str]:
+    """Cells whose energy needs a second look: the sampled trace more than 2% from the counter, a net energy
+    that would have been negative, and host-bound cells; with the rule that names a cell host-bound."""
+    ok = df[df["status"] == "ok"]
+    lines = [f"bound: {BOUND_RULE}", ""]
+
+    def cell(r) -> str:
+        batch = int(r["batch_size"]) if pd.notna(r["batch_size"]) else "?"
+        return f"{r['device_label']} / {r['model']} / {_engine_label(r)} / {r['scenario']} batch {batch}"
+
+    pct = ok["energy_trace_vs_counter_pct"]
+    flagged = ok[pct.abs() > TRACE_COUNTER_FLAG_PCT]
+    lines.append(f"Trace vs counter above {TRACE_COUNTER_FLAG_PCT:g}%: {len(flagged)} cell(s)"
+                 + ("" if flagged.empty else " (the counter's energy is the row's; the window may be too short "
+                                             "for the counter's steps, or the power reading averaged)"))
+    for _, r in flagged.iterrows():
+        lines.append(f"    FLAG {r['energy_trace_vs_counter_pct']:+.1f}%: {cell(r)} "
+                     f"(window {_num(r['energy_window_s'], '.1f')} s)")
+    notes = ok[ok["energy_net_note"].notna() & ok["energy_net_j"].isna() & ok["energy_j"].notna()]
+    lines += ["", f"Net energy not reported: {len(notes)} cell(s)"]
+    for _, r in notes.iterrows():
+        lines += textwrap.wrap(f"{cell(r)}: {r['energy_net_note']}", 140, initial_indent="    ",
+                               subsequent_indent="      ")
+    host = ok[ok["bound"] == "host"]
+    lines += ["", f"Host-bound cells: {len(host)}"]
+    for _, r in host.iterrows():
+        lines.append(f"    {cell(r)}: GPU utilisation {_num(r['gpu_util_avg_pct'], '.0f')}%, busiest thread "
+                     f"{_num(r['busiest_thread_cpu_pct'], '.0f')}% of a core")
     return lines
 
 
@@ -294,6 +356,13 @@ def build_report(dirs, out_dir, baseline: str | None = None,
                              note=f"successful cells only; int8/bf16 cells compete when their top-1 agreement with "
                                   f"fp32 on held-out inputs is at least {min_agreement:g} (--min-agreement)")
             _text_pages(pdf, "Mismatched, failed and skipped cells", problem_lines(df))
+            _text_pages(pdf, "Energy cross-checks and host-bound cells", energy_flag_lines(df))
+            for (model, dev), rows in df.groupby(["model", "device_label"], sort=False):
+                cols, body = energy_check_table(rows)
+                if body:
+                    _table_pages(pdf, f"Energy and bound — {dev} — {model}", cols, body,
+                                 note=f"GPU cells; FLAG: trace and counter more than {TRACE_COUNTER_FLAG_PCT:g}% apart; "
+                                      "– = not measured")
             for (model, dev), rows in df.groupby(["model", "device_label"], sort=False):
                 cols, body = results_table(rows)
                 _table_pages(pdf, f"Results — {dev} — {model}", cols, body, note="– = not measured")
