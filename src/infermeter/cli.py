@@ -1,4 +1,4 @@
-"""`infermeter run | fleet | list | env | report | compare` — parsing only; the work lives in the library.
+"""`infermeter run | fleet | tune | list | env | report | compare` — parsing only; the work lives in the library.
 
 Exit status: 0 all cells ok; 1 some cell failed or mismatched; 2 bad input (one line on stderr).
 """
@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--devices", type=_typed(name_list, "--devices"), help="only these devices (labels)")
     fl.add_argument("--no-report", action="store_false", dest="report", help="skip compare and report at the end")
 
+    tu = sub.add_parser("tune", help="search engines, precisions, batch sizes and knobs for the Pareto front of "
+                                     "throughput, p99 latency and energy, within a time budget")
+    for a in r._actions:  # every `run` flag: the lists narrow the search space
+        if a.dest != "help":
+            tu._add_action(a)
+    add_tune_options(tu)
+
     prep = sub.add_parser("prepare", help="build a model's artifacts (Keras file, SavedModel, ONNX, reference) only",
                           parents=[], add_help=True)
     for a in r._actions:  # the same model options as `run`
@@ -66,6 +73,30 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--xlsx", help="also write the table to this workbook")
     cmp_.add_argument("--metric", default=None, help="one metric (default: throughput, p99 latency and items/J)")
     return p
+
+
+def add_tune_options(parser: argparse.ArgumentParser) -> None:
+    from infermeter.tune.objectives import PICKS
+    from infermeter.tune.options import SAMPLERS
+
+    parser.add_argument("--budget-s", type=float, default=900.0, dest="budget_s",
+                        help="wall seconds for the whole search, across --resume (one trial may overrun it; default 900)")
+    parser.add_argument("--objectives", default="throughput,p99,energy",
+                        help="comma list of throughput, p99, energy (energy where it is measurable; default all three)")
+    parser.add_argument("--max-p99-ms", type=float, dest="max_p99_ms", help="constraint: p99 latency at most this")
+    parser.add_argument("--min-throughput", type=float, dest="min_throughput",
+                        help="constraint: throughput (items/s) at least this")
+    parser.add_argument("--min-agreement", type=float, dest="min_agreement",
+                        help="constraint for int8/bf16: top-1 agreement with fp32 on held-out inputs at least this")
+    parser.add_argument("--pick", default="knee", choices=PICKS, help="the front member best.yaml holds (default knee)")
+    parser.add_argument("--screen-time-s", type=float, default=2.0, dest="screen_time_s",
+                        help="timed seconds per screened trial (the front is re-measured with the CI stop; default 2)")
+    parser.add_argument("--sampler", default="tpe", choices=SAMPLERS,
+                        help="Optuna's multi-objective TPE or NSGA-II, both with constraints (default tpe)")
+
+
+TUNE_FLAGS = ("budget_s", "objectives", "max_p99_ms", "min_throughput", "min_agreement", "pick", "screen_time_s",
+              "sampler")
 
 
 # how a RunConfig annotation is read from the command line (lists: comma separated)
@@ -130,7 +161,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> RunConfig:
     data: dict = {}
     if args.config:
         data.update(load_config_file(args.config))
-    skip = {"command", "config", "address", "per", "devices", "report"}
+    skip = {"command", "config", "address", "per", "devices", "report", *TUNE_FLAGS}
     for k, v in vars(args).items():
         if k in skip or v is None:
             continue
@@ -176,6 +207,12 @@ def cmd_fleet(args, argv) -> int:
     import_ray()  # one line and exit 2 when Ray is missing, before anything starts
     status, _ = run_fleet(cfg, opts)
     return status
+
+
+def cmd_tune(args, argv) -> int:
+    from infermeter.tune.cli import tune_main
+
+    return tune_main(config_from_args(args, argv), {k: getattr(args, k) for k in TUNE_FLAGS})
 
 
 def cmd_prepare(args, argv) -> int:
@@ -238,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args, argv)
         if args.command == "fleet":
             return cmd_fleet(args, argv)
+        if args.command == "tune":
+            return cmd_tune(args, argv)
         if args.command == "prepare":
             return cmd_prepare(args, argv)
         if args.command == "list":

@@ -126,6 +126,9 @@ class Engine:
     requires: ClassVar[tuple[str, ...]] = ()
     #: precision -> why this engine has no path for it (the skipped row's reason)
     no_path: ClassVar[dict[str, str]] = {}
+    #: settings `infermeter tune` may vary for this engine: RunConfig field -> device -> values worth trying
+    #: (the thread count every engine honours on the CPU is the tuner's own; see tune/space.py)
+    tunables: ClassVar[dict[str, dict[str, tuple]]] = {}
 
     def __init__(self, ctx: EngineContext):
         self.ctx = ctx

@@ -47,7 +47,9 @@ COLUMNS: tuple[Column, ...] = tuple(
           ("io", str, "", "host or device: where inputs live before each call"),
           ("driver", str, "", "GPU driver version (NVML); empty on a CPU, which runs through no device driver"),
           ("shape_mode", str, "", "static: the engine compiled for this cell's exact input shape; dynamic: one "
-                                  "artifact for every batch size (--shape-mode)"))
+                                  "artifact for every batch size (--shape-mode)"),
+          ("trial", int, "", "infermeter tune: the search's trial number (empty for rows of `infermeter run`)"),
+          ("stage", str, "", "infermeter tune: screen (short window) or confirm (the front re-measured to --target-ci)"))
     + _cols("timing",
             ("iterations", int, "requests", "timed requests"),
             ("items", int, "items", "timed items (requests x batch)"),

@@ -1,0 +1,26 @@
+"""`infermeter tune`: settings from the parsed flags, the search, its files, the front on stdout."""
+
+from __future__ import annotations
+
+from infermeter.config import RunConfig
+from infermeter.tune.objectives import Constraints, parse_objectives
+from infermeter.tune.options import TuneOptions
+
+
+def options_from_flags(flags: dict) -> TuneOptions:
+    return TuneOptions(budget_s=flags["budget_s"], objectives=parse_objectives(flags["objectives"]),
+                       constraints=Constraints(flags.get("max_p99_ms"), flags.get("min_throughput"),
+                                               flags.get("min_agreement")),
+                       pick=flags["pick"], screen_time_s=flags["screen_time_s"], sampler=flags["sampler"])
+
+
+def tune_main(cfg: RunConfig, flags: dict) -> int:
+    """Exit status: 0 with a front; 1 when no point was feasible; 2 bad input (raised as BadInput)."""
+    from infermeter.tune.output import print_front, write_outputs
+    from infermeter.tune.study import Tuner
+
+    opts = options_from_flags(flags)
+    outcome = Tuner(cfg, opts).run()
+    paths = write_outputs(outcome, cfg, opts)
+    print_front(outcome, paths)
+    return outcome.status

@@ -1,0 +1,146 @@
+"""The non-dominated front of measured points, with confidence intervals as ties, its knee point and its
+hypervolume.
+
+Dominance with ties: point A beats B on an objective only when their 95% intervals do not overlap; A
+dominates B when it beats B on some objective and B beats A on none. Two points whose intervals overlap
+on every objective are a tie and both stay on the front. The interval is the row's ci95_rel (the relative
+half-width of its mean latency/throughput) applied to each objective's value: the measured spread, the
+only one the row has. Only feasible points (check passed, constraints met) are ever on the front.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from infermeter.tune.objectives import Objective, number
+
+
+@dataclass
+class Point:
+    trial: int
+    stage: str  # the stage whose measurement the values come from (confirm wins over screen)
+    config: dict
+    values: list[float]  # one per objective, in its own direction (throughput as items/s)
+    ci_rel: float  # relative 95% half-width (0 where the row has none)
+    feasible: bool
+    row: dict
+    why_infeasible: str | None = None
+
+
+def minimised(points: list[Point], objectives: list[Objective]) -> np.ndarray:
+    """Values as an (n, k) array in which smaller is better on every column."""
+    signs = np.array([o.sign() for o in objectives])
+    return np.array([p.values for p in points], dtype=float).reshape(len(points), len(objectives)) * signs
+
+
+def strictly_non_dominated(F: np.ndarray) -> np.ndarray:
+    """Boolean mask of the rows of F (minimised) that no other row Pareto-dominates."""
+    n = len(F)
+    mask = np.ones(n, dtype=bool)
+    for i in range(n):
+        better_eq = np.all(F <= F[i], axis=1)
+        better = np.any(F < F[i], axis=1)
+        if np.any(better_eq & better):
+            mask[i] = False
+    return mask
+
+
+def _clearly_better(a: float, b: float, ha: float, hb: float) -> bool:
+    """a (minimised) beats b beyond both intervals."""
+    return a + ha < b - hb
+
+
+def clearly_dominates(fa: np.ndarray, fb: np.ndarray, ha: np.ndarray, hb: np.ndarray) -> bool:
+    wins = [_clearly_better(fa[k], fb[k], ha[k], hb[k]) for k in range(len(fa))]
+    losses = [_clearly_better(fb[k], fa[k], hb[k], ha[k]) for k in range(len(fa))]
+    return any(wins) and not any(losses)
+
+
+def half_widths(points: list[Point], F: np.ndarray) -> np.ndarray:
+    ci = np.array([p.ci_rel for p in points], dtype=float).reshape(-1, 1)
+    return np.abs(F) * ci
+
+
+def front(points: list[Point], objectives: list[Objective]) -> list[Point]:
+    """Feasible points that no feasible point clearly dominates (ties within CI kept), in trial order."""
+    feas = [p for p in points if p.feasible]
+    if not feas:
+        return []
+    F = minimised(feas, objectives)
+    H = half_widths(feas, F)
+    keep = []
+    for i, p in enumerate(feas):
+        if not any(j != i and clearly_dominates(F[j], F[i], H[j], H[i]) for j in range(len(feas))):
+            keep.append(p)
+    return keep
+
+
+def knee(members: list[Point], objectives: list[Objective]) -> Point | None:
+    """The front member closest to the ideal point once each objective is scaled to [0, 1] over the front:
+    the balanced choice, where giving up a little of one objective no longer buys much of another."""
+    if not members:
+        return None
+    F = minimised(members, objectives)
+    lo, hi = F.min(axis=0), F.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    dist = np.linalg.norm((F - lo) / span, axis=1)
+    return members[int(np.argmin(dist))]
+
+
+def pick(members: list[Point], objectives: list[Objective], how: str) -> Point | None:
+    """The member --pick names: the knee, or the best of one objective."""
+    if not members:
+        return None
+    if how == "knee":
+        return knee(members, objectives)
+    wanted = {"max-throughput": "throughput", "min-p99": "p99", "min-energy": "energy"}[how]
+    names = [o.name for o in objectives]
+    if wanted not in names:
+        return None
+    k = names.index(wanted)
+    F = minimised(members, objectives)
+    return members[int(np.argmin(F[:, k]))]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Where the hypervolume is measured from (minimised values) and the box it is scaled by, so that it
+    reads as a fraction. Comparisons (tune against a grid) must use one Reference for both."""
+
+    point: np.ndarray
+    scale: np.ndarray
+
+
+def reference_point(points: list[Point], objectives: list[Objective]) -> Reference:
+    """Zero throughput, and 1.1 x the worst feasible value of each cost; throughput is scaled by 1.1 x
+    the best feasible throughput."""
+    feas = [p for p in points if p.feasible]
+    F = minimised(feas, objectives) if feas else np.zeros((0, len(objectives)))
+    ref, scale = [], []
+    for k, o in enumerate(objectives):
+        worst = float(np.abs(F[:, k]).max()) * 1.1 if len(F) else 1.0
+        ref.append(0.0 if o.direction == "maximize" else worst)
+        scale.append(worst if worst > 0 else 1.0)
+    return Reference(np.array(ref), np.array(scale))
+
+
+def hypervolume(points: list[Point], objectives: list[Objective], ref: Reference) -> float:
+    """Hypervolume of the feasible points (minimised) against ref, as a fraction of ref's box."""
+    from optuna._hypervolume import compute_hypervolume  # Optuna's exact (WFG / box decomposition) code
+
+    feas = [p for p in points if p.feasible]
+    if not feas:
+        return 0.0
+    F = minimised(feas, objectives) / ref.scale
+    r = ref.point / ref.scale
+    F = F[np.all(F < r, axis=1)]
+    if not len(F):
+        return 0.0
+    return float(compute_hypervolume(F[strictly_non_dominated(F)], r))
+
+
+def ci_of(row: dict) -> float:
+    v = number(row, "ci95_rel")
+    return v if v is not None and v >= 0 else 0.0

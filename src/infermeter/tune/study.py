@@ -1,0 +1,338 @@
+"""The search: Optuna proposes points, the sweep measures them, rows come back as objective values.
+
+- Storage: an Optuna RDB study on SQLite (tune.db) in the results folder, beside results.csv. Every
+  trial is also a results.csv row with its `trial` number and `stage`. After a kill, `--resume` tells
+  Optuna the result of a trial whose row was written before the kill (it is never measured again), and
+  proposes again the one point that was being measured when the process died.
+- Budget: wall seconds over the whole search, across resumes (spent time is kept in the study). No trial
+  starts once the budget is spent, so the search overruns it by at most the one trial in progress.
+- Stages: screening measures each proposed point over a short window; the front's members are then
+  re-measured with the CI stop (--target-ci) in the rest of the budget, the knee first.
+- Infeasible: a failed correctness check (status mismatch), a failed or skipped cell, or a constraint
+  broken. Such a point is told to Optuna as infeasible (constraints) and is never on the front.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infermeter.config import RunConfig
+from infermeter.errors import BadInput
+from infermeter.tune.front import Point, ci_of, front, pick
+from infermeter.tune.objectives import objective_values
+from infermeter.tune.options import TuneOptions
+from infermeter.tune.space import TUNE_SCENARIOS, SearchSpace, build_space, point_key
+from infermeter.tune.trials import Measurement, run_trial
+
+DB_NAME = "tune.db"
+STUDY_NAME = "tune"
+
+
+def say(line: str) -> None:
+    print(f"infermeter: tune: {line}", file=sys.stderr)
+
+
+@dataclass
+class TuneOutcome:
+    out_dir: Path
+    objectives: list
+    points: list[Point]  # every measured trial (its confirmation's values where it has one)
+    front: list[Point]
+    picked: Point | None
+    space: SearchSpace
+    history: list[tuple[float, list[Point]]]  # (seconds spent when the trial ended, the screened points so far)
+    spent_s: float
+    budget_s: float
+    notes: list[str] = field(default_factory=list)
+    longest_trial_s: float = 0.0
+    device_kind: str = "cpu"
+    device_name: str = ""
+    gpu_index: int | None = None
+    knee: Point | None = None
+
+    @property
+    def status(self) -> int:
+        """0 with a front to ship; 1 when no feasible point was found."""
+        return 0 if self.front else 1
+
+
+def _validate(cfg: RunConfig) -> None:
+    if len(cfg.scenarios) != 1 or cfg.scenarios[0] not in TUNE_SCENARIOS:
+        raise BadInput(f"--scenario: tune searches one of {', '.join(TUNE_SCENARIOS)}, got {','.join(cfg.scenarios)}")
+    if cfg.scenarios[0] == "server" and len(cfg.target_qps) != 1:
+        raise BadInput("--target-qps: tune --scenario server takes one arrival rate")
+    if cfg.input_shapes and len(cfg.input_shapes) > 1:
+        raise BadInput("--input-shapes: tune searches one input shape set at a time")
+
+
+def _energy_measurable(dev, cfg: RunConfig) -> tuple[bool, str]:
+    from infermeter.telemetry import open_monitor
+
+    mon = open_monitor(dev, cfg.power_interval_ms)
+    try:
+        return mon.energy_available, mon.energy_source
+    finally:
+        mon.close()
+
+
+def _sampler(opts: TuneOptions, seed: int, space: SearchSpace):
+    """Optuna's multi-objective TPE (default) or NSGA-II; both read each trial's constraints."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if opts.sampler == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, space.size() // 4)))
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
+                                          n_startup_trials=max(3, min(10, space.size() // 10)))
+
+
+def _rows_by_trial(out_dir: Path) -> dict[tuple[int, str], dict]:
+    """results.csv rows of the tune, by (trial, stage); the last row wins."""
+    from infermeter.results.writer import read_results
+
+    out: dict[tuple[int, str], dict] = {}
+    for r in read_results(out_dir / "results.csv"):
+        if r.get("trial") not in (None, ""):
+            out[(int(r["trial"]), r.get("stage") or "screen")] = r
+    return out
+
+
+class Tuner:
+    def __init__(self, cfg: RunConfig, opts: TuneOptions, gpu_knobs=None):
+        from infermeter.sweep import Sweep
+
+        _validate(cfg)
+        self.t0 = time.monotonic()
+        self.cfg, self.opts = cfg, opts
+        self.notes: list[str] = []
+        probe = Sweep(cfg)  # resolves the model, the device and the results folder, as `run` would
+        self.dev, self.model, self.out_dir = probe.dev, probe.models[0], probe.out_dir
+        self.objectives = list(opts.objectives)
+        measurable, source = _energy_measurable(self.dev, cfg)
+        if any(o.name == "energy" for o in self.objectives) and not measurable:
+            self.objectives = [o for o in self.objectives if o.name != "energy"]
+            self._note(f"energy left out of the objectives: {source.removeprefix('unavailable: ')}")
+        if not self.objectives:
+            raise BadInput("--objectives: nothing left to optimise (energy cannot be measured here)")
+        # without an energy reading the idle baseline serves nothing: trials skip it
+        self.base = cfg if measurable else RunConfig.from_dict({**cfg.to_dict(), "idle_time_s": 0.0})
+        self.space = build_space(cfg, self.model, self.dev.kind)
+        for name, why in self.space.left_out.items():
+            self._note(f"{name} not searched: {why}")
+        if not self.space.engines:
+            raise BadInput("no engine asked for can run here: " + "; ".join(f"{k}: {v}" for k, v in self.space.left_out.items()))
+        self.knobs = gpu_knobs
+        if self.knobs is None and self.dev.kind == "cuda":
+            from infermeter.tune.gpu_knobs import open_gpu_knobs
+
+            self.knobs, why = open_gpu_knobs(self.dev.gpu_id, cfg.cache_dir)
+            if self.knobs is None:
+                self._note(f"GPU power limit and clocks left out of the search: {why}")
+        if self.knobs is not None:
+            self.space.device_knobs = self.knobs.probe()
+            self.notes += self.knobs.notes
+        self.prepared: dict = {}
+        self.measured: dict[tuple, Measurement] = {}  # point key -> its screening
+        self.ended: dict[int, float] = {}  # trial -> seconds spent when its screening ended
+        self.longest = 0.0
+
+    def _note(self, line: str) -> None:
+        self.notes.append(line)
+        say(line)
+
+    # ---- the study ----------------------------------------------------------------------------------------
+    def open_study(self):
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        db = self.out_dir / DB_NAME
+        if db.exists() and not self.cfg.resume:
+            raise BadInput(f"{self.out_dir} already holds a tune ({DB_NAME}): --resume continues it, or give "
+                           "another --results-dir")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        storage = optuna.storages.RDBStorage(f"sqlite:///{db}", engine_kwargs={"connect_args": {"timeout": 60}})
+        names = [o.name for o in self.objectives]
+        try:
+            old = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+        except KeyError:
+            old = None
+        if old is not None and old.user_attrs.get("objectives") != names:
+            raise BadInput(f"--resume: the tune in {self.out_dir} optimises {','.join(old.user_attrs.get('objectives', []))}, "
+                           f"not {','.join(names)}")
+        seed = self.cfg.seed + (len(old.trials) if old is not None else 0)
+        study = optuna.create_study(study_name=STUDY_NAME, storage=storage, load_if_exists=True,
+                                    directions=[o.direction for o in self.objectives],
+                                    sampler=_sampler(self.opts, seed, self.space))
+        if old is None:
+            study.set_user_attr("objectives", names)
+            study.set_user_attr("spent_s", 0.0)
+        self.spent_before = float(study.user_attrs.get("spent_s", 0.0))
+        self.t0 = time.monotonic()
+        return study
+
+    def elapsed(self) -> float:
+        return self.spent_before + time.monotonic() - self.t0
+
+    def _tell(self, study, trial, m: Measurement, **attrs) -> None:
+        """Tell Optuna a measured point: its objective values and its constraints (broken when the check
+        failed or a limit is not met); a row without values (failed, skipped) fails the trial."""
+        import optuna
+
+        if isinstance(trial, optuna.trial.FrozenTrial):  # a trial a killed tuner left running
+            trial = optuna.trial.Trial(study, trial._trial_id)
+        for k, v in self.opts.constraints.violations(m.row).items():
+            trial.set_constraint(k, v)
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        values = objective_values(m.row, self.objectives)
+        if values is None:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(trial, values)
+
+    def recover(self, study) -> None:
+        """Trials a killed tuner left RUNNING: told from their row when it was written (never measured
+        again), else failed and their point proposed again."""
+        import optuna
+
+        rows = _rows_by_trial(self.out_dir)
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            point = t.user_attrs.get("point")
+            row = rows.get((t.number, "screen"))
+            if row is not None and point is not None:
+                self._tell(study, t, Measurement(t.number, "screen", point, row, 0.0), recovered=True)
+                self.measured[point_key(point)] = Measurement(t.number, "screen", point, row, 0.0)
+            else:
+                study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+                if point is not None:
+                    study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                          optuna.trial.TrialState.FAIL)):
+            point, row = t.user_attrs.get("point"), rows.get((t.number, "screen"))
+            if point is not None and row is not None and "duplicate_of" not in t.user_attrs:
+                self.measured[point_key(point)] = Measurement(t.number, "screen", point, row,
+                                                              float(t.user_attrs.get("wall_s", 0.0)))
+                self.ended[t.number] = float(t.user_attrs.get("ended_s", 0.0))
+
+    def measure(self, point: dict, trial: int, stage: str) -> Measurement:
+        if self.knobs is not None:
+            self.knobs.apply(point.get("power_limit_w"), point.get("locked_clocks_mhz"))
+        remaining = max(self.opts.budget_s - self.elapsed(), self.opts.screen_time_s)
+        ci = self.cfg.target_ci or self.opts.confirm_ci
+        m = run_trial(self.base, point, trial, stage, self.prepared, screen_s=self.opts.screen_time_s,
+                      target_ci=ci, max_time_s=min(self.cfg.max_time_s, remaining))
+        self.longest = max(self.longest, m.wall_s)
+        return m
+
+    def screen(self, study) -> None:
+        import optuna
+
+        repeats = 0
+        size = self.space.size()
+        while self.elapsed() < self.opts.budget_s * self.opts.screen_share:
+            if len(self.measured) >= size:
+                self._note(f"every one of the {size} points was measured")
+                return
+            trial = study.ask()
+            point = self.space.suggest(trial)
+            key = point_key(point)
+            trial.set_user_attr("point", point)
+            if key in self.measured:  # proposed again: answered from its measurement, nothing re-run
+                prev = self.measured[key]
+                self._tell(study, trial, prev, duplicate_of=prev.trial)
+                repeats += 1
+                if repeats >= self.opts.max_repeats:
+                    self._note(f"the sampler proposed only measured points {repeats} times in a row: stopped early")
+                    return
+                continue
+            repeats = 0
+            try:
+                m = self.measure(point, trial.number, "screen")
+            except BaseException:
+                study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+                raise
+            self.measured[key] = m
+            self.ended[trial.number] = self.elapsed()
+            self._tell(study, trial, m, wall_s=m.wall_s, ended_s=self.ended[trial.number])
+            study.set_user_attr("spent_s", self.elapsed())
+
+    def points(self) -> list[Point]:
+        rows = _rows_by_trial(self.out_dir)
+        out = []
+        for m in sorted(self.measured.values(), key=lambda m: m.trial):
+            row, stage = m.row, "screen"
+            confirmed = rows.get((m.trial, "confirm"))
+            if confirmed is not None and objective_values(confirmed, self.objectives) is not None:
+                row, stage = confirmed, "confirm"
+            values = objective_values(row, self.objectives)
+            why = self.opts.constraints.why_not(row)
+            if values is None:
+                values, why = [float("nan")] * len(self.objectives), why or f"{row.get('status')}: no measurement"
+            out.append(Point(m.trial, stage, m.point, values, ci_of(row), why is None, row, why))
+        return out
+
+    def confirm(self, study) -> None:
+        """Re-measure the screened front with the CI stop, the knee first, while the budget lasts."""
+        rows = _rows_by_trial(self.out_dir)
+        members = front(self.points(), self.objectives)
+        first = pick(members, self.objectives, "knee")
+        order = [first] + [p for p in members if p is not first] if first else []
+        left = 0
+        for p in order:
+            if (p.trial, "confirm") in rows:
+                continue
+            if self.elapsed() >= self.opts.budget_s:
+                left += 1
+                continue
+            self.measure(p.config, p.trial, "confirm")
+            study.set_user_attr("spent_s", self.elapsed())
+        if left:
+            self._note(f"{left} front member(s) not re-measured with the CI stop: the budget was spent "
+                       "(a larger --budget-s with --resume continues)")
+
+    def history(self) -> list[tuple[float, list[Point]]]:
+        """The screened points known when each screening trial ended (the hypervolume-against-budget curve)."""
+        out, acc = [], []
+        for m in sorted(self.measured.values(), key=lambda m: m.trial):
+            values = objective_values(m.row, self.objectives)
+            why = self.opts.constraints.why_not(m.row)
+            acc.append(Point(m.trial, "screen", m.point, values or [float("nan")] * len(self.objectives),
+                             ci_of(m.row), why is None and values is not None, m.row, why))
+            out.append((self.ended.get(m.trial, 0.0), list(acc)))
+        return out
+
+    def run(self) -> TuneOutcome:
+        study = self.open_study()
+        try:
+            self.recover(study)
+            self.screen(study)
+            self.confirm(study)
+        finally:
+            study.set_user_attr("spent_s", self.elapsed())
+            if self.knobs is not None:
+                self.knobs.restore()
+        pts = self.points()
+        members = front(pts, self.objectives)
+        picked = pick(members, self.objectives, self.opts.pick)
+        if picked is None and members:
+            self._note(f"--pick {self.opts.pick}: that objective is not measured here; best.yaml holds the knee")
+            picked = pick(members, self.objectives, "knee")
+        return TuneOutcome(self.out_dir, self.objectives, pts, members, picked, self.space, self.history(),
+                           self.elapsed(), self.opts.budget_s, self.notes, self.longest, self.dev.kind,
+                           self.cfg.device_label or self.dev.name, self.dev.gpu_id,
+                           pick(members, self.objectives, "knee"))
+
+
+def run_tune(cfg: RunConfig, opts: TuneOptions, gpu_knobs=None, write: bool = True) -> TuneOutcome:
+    """Python API: search, then write front.csv, the plots, the HTML page, best.yaml and tune.json."""
+    outcome = Tuner(cfg, opts, gpu_knobs).run()
+    if write:
+        from infermeter.tune.output import write_outputs
+
+        write_outputs(outcome, cfg, opts)
+    return outcome

@@ -1,0 +1,258 @@
+"""`infermeter tune` end to end on small real models: the front, the correctness gate as a constraint, the
+budget, resume after kill -9, the files it writes, and GPU settings restored (fake NVML)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from infermeter.results.writer import read_results
+
+ROOT = Path(__file__).resolve().parents[1]
+MLP = str(ROOT / "models" / "example_mlp")
+QUICK = ["--device", "cpu", "--quiet", "--warmup", "2", "--min-iterations", "5", "--screen-time-s", "0.3",
+         "--max-time-s", "1", "--idle-time-s", "0"]
+
+
+def tune(*args, check=True, timeout=600) -> subprocess.CompletedProcess:
+    res = subprocess.run([sys.executable, "-m", "infermeter", "tune", *args], capture_output=True, text=True,
+                         timeout=timeout, cwd=ROOT)
+    if check:
+        assert res.returncode in (0, 1), res.stderr[-3000:]
+    return res
+
+
+def tune_folder(results: Path) -> Path:
+    (db,) = results.glob("*/*/tune.db")
+    return db.parent
+
+
+def branchy_model(tmp_path) -> Path:
+    """A torch model whose per-row, data-dependent branches TorchScript's tracing freezes: traced, it computes
+    another function than the eager reference, so every torchscript configuration fails the check."""
+    folder = tmp_path / "branchy"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(
+        "name: branchy\nframework: torch\ntask: classification\n"
+        "inputs:\n  - name: x\n    dtype: float32\n    dims_names: [batch, features]\n"
+        "    example_shape: [1, 16]\n    runtime_dims: [-1, 16]\noutputs:\n  - name: logits\n")
+    (folder / "load.py").write_text(
+        "import torch\nfrom torch import nn\nfrom infermeter.models.plugin import register_loader\n\n"
+        "class Branchy(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n"
+        "        self.a = nn.Linear(16, 8)\n        self.b = nn.Linear(16, 8)\n\n"
+        "    def forward(self, x):\n"
+        "        return torch.stack([self.a(r) if float(r[0]) > 0 else self.b(r) for r in x])\n\n"
+        "@register_loader\ndef load(config):\n    return Branchy()\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def branchy_tune(tmp_path_factory):
+    """Every point of a small space measured: torch and torchscript at two batch sizes, one thread count."""
+    tmp = tmp_path_factory.mktemp("branchy-tune")
+    model = branchy_model(tmp)
+    res = tune(str(model), "--engines", "torch,torchscript", "--batch-sizes", "1,4", "--num-threads", "1",
+               "--budget-s", "300", "--results-dir", str(tmp / "r"), "--cache-dir", str(tmp / "c"), *QUICK)
+    return tmp, tune_folder(tmp / "r"), res
+
+
+@pytest.mark.slow
+def test_a_mismatching_configuration_never_reaches_the_front(branchy_tune):
+    _, folder, res = branchy_tune
+    rows = [r for r in read_results(folder / "results.csv") if r["trial"] is not None]
+    screened = [r for r in rows if r["stage"] == "screen"]
+    assert {(r["engine"], r["batch_size"]) for r in screened} == {(e, b) for e in ("torch", "torchscript")
+                                                                  for b in ("1", "4")}
+    bad = [r for r in screened if r["engine"] == "torchscript"]
+    assert bad and all(r["status"] == "mismatch" for r in bad)  # measured, and marked by the gate
+    assert all(r["status"] == "ok" for r in screened if r["engine"] == "torch")
+    front = pd.read_csv(folder / "front.csv")
+    assert len(front) and set(front["engine"]) == {"torch"} and front["feasible"].all()
+    points = pd.read_csv(folder / "tune_points.csv")
+    assert not points[points["engine"] == "torchscript"]["feasible"].any()
+    assert not points[points["engine"] == "torchscript"]["on_front"].any()
+    assert res.returncode == 0 and "front of" in res.stdout
+
+
+@pytest.mark.slow
+def test_the_front_is_non_dominated(branchy_tune):
+    from infermeter.tune.front import Point, clearly_dominates, half_widths, minimised, strictly_non_dominated
+    from infermeter.tune.objectives import OBJECTIVES
+
+    _, folder, _ = branchy_tune
+    points = pd.read_csv(folder / "tune_points.csv")
+    objectives = [OBJECTIVES["throughput"], OBJECTIVES["p99"]]  # energy cannot be measured on this CPU machine
+    feas = points[points["feasible"]]
+    pts = [Point(int(r.trial), r.stage, {}, [r.throughput_items_s, r.latency_ms_p99], r.ci95_rel, True, {})
+           for r in feas.itertuples()]
+    F, on = minimised(pts, objectives), feas["on_front"].to_numpy()
+    H = half_widths(pts, F)
+    for i in np.flatnonzero(on):  # no feasible point beats a member beyond both CIs
+        assert not any(clearly_dominates(F[j], F[i], H[j], H[i]) for j in range(len(pts)) if j != i)
+    for i in np.flatnonzero(~on):  # and every point left off is clearly dominated by one
+        assert any(clearly_dominates(F[j], F[i], H[j], H[i]) for j in range(len(pts)) if j != i)
+    assert on[strictly_non_dominated(F)].all()  # the strict Pareto front is inside
+    assert feas["knee"].sum() == 1 and feas[feas["knee"]]["on_front"].all()
+
+
+@pytest.mark.slow
+def test_outputs_and_best_yaml_runs(branchy_tune):
+    tmp, folder, _ = branchy_tune
+    for name in ("front.csv", "front_p99.png", "front_energy.png", "hypervolume.png", "front.html", "best.yaml",
+                 "tune.json"):
+        assert (folder / name).stat().st_size > 0, name
+    summary = json.loads((folder / "tune.json").read_text())
+    assert any(n.startswith("energy left out of the objectives") for n in summary["notes"])
+    assert [o["name"] for o in summary["objectives"]] == ["throughput", "p99"]
+    html = (folder / "front.html").read_text()
+    assert "<script src=\"http" not in html and "Plotly.newPlot" in html  # plotly inline: no network
+    best = yaml.safe_load((folder / "best.yaml").read_text())
+    picked = pd.read_csv(folder / "front.csv").query("picked")
+    assert best["engines"] == [picked["engine"].iloc[0]] and best["batch_sizes"] == [int(picked["batch_size"].iloc[0])]
+    assert best["target_ci"] > 0  # reproduced with the CI stop, as the front was confirmed
+    res = subprocess.run([sys.executable, "-m", "infermeter", "run", "--config", str(folder / "best.yaml"),
+                          "--results-dir", str(tmp / "again"), "--max-time-s", "1", "--idle-time-s", "0"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (row,) = read_results(next((tmp / "again").glob("*/*/results.csv")))
+    assert (row["engine"], int(row["batch_size"]), row["status"]) == (best["engines"][0], best["batch_sizes"][0], "ok")
+
+
+@pytest.mark.slow
+def test_the_budget_is_held(tmp_path):
+    budget = 8.0
+    res = tune(MLP, "--engines", "onnxruntime", "--budget-s", str(budget), "--results-dir", str(tmp_path / "r"),
+               "--cache-dir", str(tmp_path / "c"), *QUICK)
+    summary = json.loads((tune_folder(tmp_path / "r") / "tune.json").read_text())
+    assert not any("was measured" in n for n in summary["notes"])  # the budget ended it, not the space
+    assert summary["spent_s"] >= budget
+    # overrun by at most the one trial in progress (plus proposing it: milliseconds)
+    assert summary["spent_s"] - budget <= summary["longest_trial_s"] + 0.5, summary
+    assert res.returncode == 0
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_repeats_no_trial(tmp_path):
+    results, cache = tmp_path / "r", tmp_path / "c"
+    args = [MLP, "--engines", "onnxruntime", "--budget-s", "120", "--results-dir", str(results),
+            "--cache-dir", str(cache), *QUICK]
+    proc = subprocess.Popen([sys.executable, "-m", "infermeter", "tune", *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            csvs = list(results.glob("*/*/results.csv"))
+            if csvs and len([r for r in read_results(csvs[0]) if r["trial"]]) >= 3:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the tune wrote no 3 trials in time")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    folder = tune_folder(results)
+    before = [r for r in read_results(folder / "results.csv") if r["trial"]]
+    res = tune(*args, "--resume")
+    rows = [r for r in read_results(folder / "results.csv") if r["trial"]]
+    assert rows[: len(before)] == before  # nothing written before the kill is lost
+    screened = [r for r in rows if r["stage"] == "screen"]
+    trials = [r["trial"] for r in screened]
+    configs = [(r["batch_size"], r["cell_id"].split("_t")[0], r["trial"]) for r in screened]
+    assert len(set(trials)) == len(trials), trials  # no trial measured twice
+    points = pd.read_csv(folder / "tune_points.csv")
+    assert not points.duplicated(["engine", "batch_size", "num_threads"]).any()
+    assert len(points) == len(screened) == 14, configs  # every point of the space, once (7 batch sizes x 2 thread counts)
+    assert "every one of the 14 points was measured" in res.stderr
+
+
+def test_bad_tune_input_is_one_line_and_exit_2(tmp_path):
+    for args, words in ((["--scenario", "single-stream"], "tune searches one of offline, server"),
+                        (["--objectives", "speed"], "--objectives: unknown speed"),
+                        (["--pick", "min-energy", "--objectives", "throughput,p99"], "energy is not among"),
+                        (["--budget-s", "0"], "--budget-s: must be positive")):
+        res = tune(MLP, "--device", "cpu", "--results-dir", str(tmp_path), *args, check=False, timeout=120)
+        assert res.returncode == 2, (args, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0], (args, res.stderr)
+
+
+@pytest.mark.slow
+def test_gpu_settings_changed_by_the_tuner_are_restored(tmp_path):
+    """The tuner with a GPU's power limit and clocks in its space (a fake NVML board): each trial sets its
+    point's values, and when the search ends the board is as it was."""
+    from _fake_nvml import FakeNvml
+
+    from infermeter.config import RunConfig
+    from infermeter.tune.gpu_knobs import GpuKnobs
+    from infermeter.tune.options import TuneOptions
+    from infermeter.tune.study import run_tune
+
+    nv = FakeNvml(tmp_path / "board.json")
+    original = nv.state()
+    knobs = GpuKnobs(nv, 0, tmp_path / "records", say=lambda line: None)
+    cfg = RunConfig(model=MLP, engines=["onnxruntime"], device="cpu", batch_sizes=[8], num_threads=1, warmup=2,
+                    min_iterations=5, max_time_s=1.0, idle_time_s=0, quiet=True,
+                    results_dir=str(tmp_path / "r"), cache_dir=str(tmp_path / "c"))
+    outcome = run_tune(cfg, TuneOptions(budget_s=10, screen_time_s=0.3), gpu_knobs=knobs)
+    assert set(outcome.space.device_knobs) == {"power_limit_w", "locked_clocks_mhz"}
+    set_limits = {c[1] for c in nv.state()["calls"] if c[0] == "power_limit_mw"}
+    assert len(set_limits - {original["power_limit_mw"]}) >= 1  # trials ran at other power limits
+    tried = {p.config["power_limit_w"] * 1000 for p in outcome.points}
+    assert tried - {original["power_limit_mw"]} <= set_limits
+    after = nv.state()
+    assert after["power_limit_mw"] == original["power_limit_mw"] and after["locked"] is None
+    assert not knobs.record.exists()
+    best = (outcome.out_dir / "best.yaml").read_text()
+    if outcome.picked.config["power_limit_w"] is not None:
+        assert f"-pl {outcome.picked.config['power_limit_w']:g}" in best
+
+
+def _screenshot(html: Path, png: Path) -> np.ndarray:
+    from PIL import Image
+
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--screenshot={png}", "--window-size=1400,700", "--virtual-time-budget=10000",
+                    html.as_uri()], capture_output=True, timeout=120, check=True)
+    return np.asarray(Image.open(png).convert("RGB")).astype(int)
+
+
+def _blobs(img: np.ndarray, rgb: str) -> int:
+    """How many separate patches of this colour the image shows."""
+    from scipy import ndimage
+
+    target = np.array([int(rgb[i:i + 2], 16) for i in (1, 3, 5)])
+    mask = np.abs(img - target).sum(axis=2) < 40
+    labels, n = ndimage.label(mask)
+    sizes = np.bincount(labels.ravel())[1:]
+    return int((sizes >= 12).sum())  # marker-sized, not anti-aliased edges
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="chromium is not installed (apt-get install chromium; .ci/run installs it)")
+def test_the_html_page_shows_the_points_in_a_browser(branchy_tune, tmp_path):
+    """Rendered by headless Chromium with no network: the front's markers are on the screenshot, and a page
+    built the same way with no points shows none of them (only the legend's swatch)."""
+    from infermeter.tune.objectives import OBJECTIVES
+    from infermeter.tune.output import FRONT_COLOR, front_html
+
+    _, folder, _ = branchy_tune
+    points = pd.read_csv(folder / "tune_points.csv")
+    shown = _blobs(_screenshot(folder / "front.html", tmp_path / "front.png"), FRONT_COLOR)
+    empty = tmp_path / "empty.html"
+    empty.write_text(front_html(points.iloc[0:0], [OBJECTIVES["throughput"], OBJECTIVES["p99"]], "no points"))
+    legend_only = _blobs(_screenshot(empty, tmp_path / "empty.png"), FRONT_COLOR)
+    assert legend_only <= 1
+    assert shown >= legend_only + 1, (shown, legend_only)
