@@ -175,6 +175,11 @@ def test_resume_after_kill_9_repeats_no_trial(tmp_path):
     assert not points.duplicated(["engine", "batch_size", "num_threads"]).any()
     assert len(points) == len(screened) == 14, configs  # every point of the space, once (7 batch sizes x 2 thread counts)
     assert "every one of the 14 points was measured" in res.stderr
+    import optuna
+
+    study = optuna.load_study(study_name="tune", storage=f"sqlite:///{folder / 'tune.db'}")
+    # the trial the kill interrupted was told from its row (written before the kill) or proposed again
+    assert any({"recovered", "requeued_from"} & set(t.user_attrs) for t in study.trials)
 
 
 def test_bad_tune_input_is_one_line_and_exit_2(tmp_path):
