@@ -7,9 +7,9 @@ from __future__ import annotations
 
 
 def fold_all(gm) -> dict[str, int]:
-    """Every fold pass on the module, in place; how many nodes each folded, for run.json."""
+    """Every pass on the module, in place; how many nodes each rewrote, for run.json."""
     return {"reshapes_folded": fold_constant_reshapes(gm), "pads_folded": fold_constant_pads(gm),
-            "squeezes_folded": fold_constant_squeeze_axes(gm)}
+            "squeezes_folded": fold_constant_squeeze_axes(gm), "runtime_shapes": read_runtime_shapes(gm)}
 
 
 def fold_constant_reshapes(gm) -> int:
@@ -123,3 +123,41 @@ def fold_constant_squeeze_axes(gm) -> int:
         gm.graph.erase_node(node)
         folded += 1
     return _recompiled(gm, folded)
+
+
+def _expand(x, shape):
+    """ONNX Expand (two-way broadcast, as onnx2torch computes it) to a shape tensor read as Python ints."""
+    import torch
+
+    return x * torch.ones([int(d) for d in shape.tolist()], dtype=x.dtype, device=x.device)
+
+
+def _reshape(x, shape):
+    """ONNX Reshape to a shape tensor read as Python ints (0 copies the input's dimension)."""
+    import torch
+
+    dims = [int(d) for d in shape.tolist()]
+    return torch.reshape(x, [x.shape[i] if d == 0 else d for i, d in enumerate(dims)])
+
+
+def read_runtime_shapes(gm) -> int:
+    """Replace onnx2torch's Expand and Reshape left after fold_constant_reshapes (shapes computed at run
+    time, from a Shape node on a dynamic batch, or holding 0) by the same operation reading the shape with
+    .tolist(). onnx2torch passes the shape tensor to torch.Size, which TorchDynamo fails on
+    (InternalTorchDynamoError); .tolist() is a graph break it handles."""
+    from onnx2torch.node_converters.expand import OnnxExpand
+    from onnx2torch.node_converters.reshape import OnnxReshape
+
+    replaced = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or len(node.args) != 2:
+            continue
+        module = gm.get_submodule(node.target)
+        if not isinstance(module, (OnnxExpand, OnnxReshape)):
+            continue
+        with gm.graph.inserting_after(node):
+            new = gm.graph.call_function(_expand if isinstance(module, OnnxExpand) else _reshape, tuple(node.args))
+        node.replace_all_uses_with(new)
+        gm.graph.erase_node(node)
+        replaced += 1
+    return _recompiled(gm, replaced)

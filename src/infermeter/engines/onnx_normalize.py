@@ -6,11 +6,20 @@ initializers and fail on such graphs (KeyError on the weight's name). onnxscript
 ONNX shape inference) and onnx_ir's passes lift constants to initializers and drop dead nodes. The full
 `onnxscript.optimizer.optimize` also applies pattern rewrites, which turn a Flatten into a Reshape that
 copies dims (shape 0) and so defeat torch.export; normalising needs no rewrites.
+
+Some graphs compute their weights with nodes (ConstantOfShape, a Mul of a stored tensor by a scale): the
+converter needs those folded into initializers too. onnxscript keeps them unfolded to keep exported files
+small (ConstantOfShape always; any node with an input over 8192 or an output over 512*512 elements), so
+here ConstantOfShape of a constant shape folds, and the size limits are raised to FOLD_SIZE_LIMIT, which
+holds any single weight that a protobuf graph (2 GB at most) can carry.
 """
 
 from __future__ import annotations
 
 import re
+
+#: elements of the largest tensor constant folding may read or write (512 Mi fp32 elements = 2 GiB)
+FOLD_SIZE_LIMIT = 2**29
 
 
 def import_optimizer() -> None:
@@ -19,6 +28,12 @@ def import_optimizer() -> None:
         import onnxscript.optimizer  # noqa: F401
     except ImportError:
         pass
+
+
+def _fold_weights(node) -> bool | None:
+    """fold_constants' should_fold: True for ConstantOfShape (its shape is constant when this is asked),
+    None (onnxscript's own rules) for every other node."""
+    return True if node.op_type == "ConstantOfShape" and node.domain in ("", "ai.onnx") else None
 
 
 def normalised_graph(onnx_path: str):
@@ -36,8 +51,12 @@ def normalised_graph(onnx_path: str):
 
         before = len(proto.graph.node)
         model = ir.from_proto(proto)
-        onnxscript.optimizer.fold_constants(model, onnx_shape_inference=True)
         passes = onnxscript.optimizer.common_passes
+        # Initializers also listed as graph inputs (IR < 4 required it) are never fed here: constants,
+        # which folding skips while they stay overridable inputs.
+        passes.RemoveInitializersFromInputsPass()(model)
+        onnxscript.optimizer.fold_constants(model, onnx_shape_inference=True, input_size_limit=FOLD_SIZE_LIMIT,
+                                            output_size_limit=FOLD_SIZE_LIMIT, should_fold=_fold_weights)
         ir.passes.Sequential(passes.RemoveUnusedNodesPass(),
                              passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
                              passes.LiftSubgraphInitializersToMainGraphPass())(model)

@@ -109,10 +109,12 @@ class TorchEngineBase(Engine):
         if "torch" not in model.sources:
             import onnx2torch  # imported before the clock starts: library import is not model loading
 
+            from infermeter.engines.onnx2torch_converters import register
             from infermeter.engines.onnx2torch_passes import fold_all
             from infermeter.engines.onnx_normalize import converter_error, import_optimizer, normalised_graph
 
             import_optimizer()
+            self.info["onnx2torch_converters_added"] = register()
 
         with Stopwatch() as load:
             if "torch" in model.sources:
@@ -156,7 +158,7 @@ class TorchEngineBase(Engine):
                           "clients": "one CUDA stream per client" if self.device.type == "cuda"
                           else "clients share infer (intra-op threads are global)"})
         if precision == "bf16" and self.device.type == "cpu":
-            from infermeter.quantization import BF16_FLAGS, cpu_flags
+            from infermeter.device import BF16_FLAGS, cpu_flags
 
             # native: the CPU's bfloat16 instructions; else oneDNN emulates bf16 (AVX512 without BF16) or
             # autocast falls back to its reference kernels
