@@ -192,6 +192,47 @@ def test_kill_9_of_the_whole_sweep_then_resume(tmp_path):
     assert {r["batch_size"] for r in after} == {"1", "2", "4", "8", "16", "32"}
 
 
+@pytest.mark.slow
+def test_sigterm_of_the_whole_sweep_leaves_a_row_per_cell(tmp_path):
+    """What `timeout` does to a sweep that outlives it: SIGTERM to the sweep and its workers. The cells that
+    finished keep their rows; every other cell gets a failed row saying why."""
+    model = Path(__file__).resolve().parents[1] / "models" / "example_mlp"
+    args = ["run", str(model), "--engines", "onnxruntime", "--device", "cpu", "--batch-sizes", "1,2,4,8,16,32",
+            "--time-s", "1.5", "--warmup", "2", "--idle-time-s", "0", "--quiet",
+            "--results-dir", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.Popen([sys.executable, "-m", "infermeter", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    csv_path = tmp_path / "results" / "example_mlp"
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:
+            found = list(csv_path.glob("*/results.csv"))
+            if found and len(_data_rows(found[0])) >= 2:
+                break
+            assert proc.poll() is None, "the sweep ended before it could be stopped"
+            time.sleep(0.2)
+        else:
+            pytest.fail("no two rows within 300 s")
+        os.killpg(proc.pid, signal.SIGTERM)  # as `timeout` does: the sweep's whole process group
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130 and "interrupted" in stderr, stderr[-2000:]
+    results = next(csv_path.glob("*/results.csv"))
+    rows = _data_rows(results)
+    assert sorted(int(r["batch_size"]) for r in rows) == [1, 2, 4, 8, 16, 32]  # each cell once
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) >= 2
+    for r in rows:
+        if r["status"] != "ok":
+            assert r["status"] == "failed" and "the sweep was stopped (SIGTERM" in r["error"], r
+    assert len(ok) < 6, "the sweep finished before the signal: nothing was stopped"
+    (group,) = json.loads((results.parent / "run.json").read_text())["groups"].values()
+    assert group["ended"] == "the sweep stopped during this group"
+    assert group["rows"] == {"ok": len(ok), "failed": 6 - len(ok)}
+
+
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 160 KiB tmpfs: a real file system that really fills (needs root to mount; skipped otherwise)."""

@@ -98,6 +98,8 @@ class RunConfig:
     cooldown_s: float = _help("pause between cells in seconds", aliases=("--cooldown",), default=0.0)
     idle_time_s: float = _help("seconds of idle baseline before the sweep (0 = none)", aliases=("--idle-time",),
                                 default=2.0)
+    idle_max_wait_s: float = _help("the longest the idle baseline waits for power to stop falling (its last "
+                                   "--idle-time-s within 2% of the one before) in seconds", default=60.0)
     num_threads: int | None = _help("intra-op threads per engine; default: all cores", default=None)
     io: str = _help("host: input copies inside the timed region; device: inputs resident on the device",
                      choices=IO_MODES, default="host")
@@ -163,7 +165,7 @@ class RunConfig:
         for name in ("max_time_s", "timeout_s"):
             if not getattr(self, name) > 0:
                 raise BadInput(f"{_flag(name)}: must be positive, got {getattr(self, name)}")
-        for name in ("energy_time_s", "cooldown_s", "idle_time_s"):
+        for name in ("energy_time_s", "cooldown_s", "idle_time_s", "idle_max_wait_s"):
             if getattr(self, name) < 0:
                 raise BadInput(f"{_flag(name)}: must not be negative, got {getattr(self, name)}")
         if self.power_interval_ms < 50:

@@ -9,6 +9,7 @@ decides what runs in which order and writes the rows no worker measured (skipped
 from __future__ import annotations
 
 import importlib.util
+import signal
 import sys
 import uuid
 from pathlib import Path
@@ -58,6 +59,8 @@ class Sweep:
         # telemetry: the last group's, as before
         self.info: dict = {"engines": {}, "groups": {}, "artifacts": {}, "telemetry": None}
         self._group: dict | None = None  # the entry of the group whose worker is talking
+        self._writing = False              # a row is being written: a stop signal waits for it
+        self._stop_signal: str | None = None
         self.progress = None
 
     @property
@@ -80,11 +83,59 @@ class Sweep:
     def emit(self, row: dict) -> None:
         # run-wide identity the worker does not know: the GPU driver (NVML; a CPU run has none) and
         # how many GPUs ran at once
-        row = self.folder.write_row({**row, "parallel_gpus": self.cfg.parallel_gpus, "driver": self.driver})
+        self._writing = True
+        try:
+            row = self.folder.write_row({**row, "parallel_gpus": self.cfg.parallel_gpus, "driver": self.driver})
+        finally:
+            self._writing = False
+        if self._stop_signal == "pending":  # a stop signal came while the row was written
+            self._stop_signal = "stopping"
+            raise KeyboardInterrupt
         if self.on_row:
             self.on_row(row)
         if self.progress:
             self.progress(row)
+
+    # ---- stopping -----------------------------------------------------------------------------
+    def _on_stop_signal(self, signum, _frame) -> None:
+        """SIGTERM (a time limit around the sweep ran out) or SIGINT: stop, never in the middle of a row."""
+        if self._stop_signal is not None:
+            return  # already stopping: the rows of the unfinished cells are being written
+        if self._writing:
+            self._stop_signal = "pending"
+            return
+        self._stop_signal = "stopping"
+        raise KeyboardInterrupt
+
+    def _catch_stop_signals(self) -> dict:
+        previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                previous[sig] = signal.signal(sig, self._on_stop_signal)
+            except ValueError:  # not the main thread: whoever runs the sweep handles its signals
+                break
+        return previous
+
+    def row_counts(self, cell_ids) -> dict[str, int]:
+        """How many rows of each status this run wrote for these cells."""
+        counts: dict[str, int] = {}
+        for r in self.rows:
+            if r["cell_id"] in cell_ids and r["run_id"] == self.run_id:
+                counts[r["status"]] = counts.get(r["status"], 0) + 1
+        return counts
+
+    def fail_unfinished(self, todo, why: str) -> None:
+        """A failed row for every cell of this run that has none, so each engine group leaves its rows."""
+        done = {r["cell_id"] for r in self.rows if r["run_id"] == self.run_id}
+        for g, cells in todo:
+            left = [c for c in cells if c.cell_id not in done]
+            for c in left:
+                self.emit(self.failed_row(g, c, why))
+            entry = self.info["groups"].get(engine_key(g.engine, g.precision, g.model.shape_tag()))
+            if entry is None and left:
+                self.note_group(g, left, why, "failed")
+            elif entry is not None:
+                entry["rows"] = self.row_counts({c.cell_id for c in cells})
 
     def write_run_json(self) -> None:
         self.folder.write_run_json({"run_id": self.run_id, **self.fp, "device_label": self.device_label,
@@ -169,11 +220,7 @@ class Sweep:
                                               lambda cell, why: self.emit(self.failed_row(group, cell, why)))
         finally:
             entry, self._group = self._group, None
-            statuses: dict[str, int] = {}
-            for r in self.rows:
-                if r["cell_id"] in ids and r["run_id"] == self.run_id:
-                    statuses[r["status"]] = statuses.get(r["status"], 0) + 1
-            entry["rows"] = statuses
+            entry["rows"] = self.row_counts(ids)
             log = self.supervisor.logs_dir / f"{safe_name(name)}.log"
             entry["log"] = str(log.relative_to(self.out_dir)) if log.exists() else None  # kept only non-empty
             entry["ended"] = "finished" if cause is None else cause
@@ -187,32 +234,46 @@ class Sweep:
         todo = [(g, cells) for g, cells in todo if cells]
         from infermeter.progress import SweepProgress
 
-        with SweepProgress(sum(len(c) for _, c in todo), quiet=self.cfg.quiet) as progress:
-            self.progress = progress.advance
-            for g, cells in todo:
-                if g.skip_reason:
-                    for c in cells:
-                        self.emit(self.skipped_row(g, c, g.skip_reason))
-                    self.note_group(g, cells, f"skipped: {g.skip_reason}", "skipped")
-            runnable = [(g, cells) for g, cells in todo if not g.skip_reason]
-            for model in self.models:
-                mine = [(g, cells) for g, cells in runnable if g.model is model]
-                if not mine:
-                    continue
-                progress.status(f"building {model.name} {model.shape_tag()} artifacts")
-                err = self.prepare_model(model, artifact_kinds(model, [g.engine for g, _ in mine]))
-                for g, cells in mine:
-                    if err:
-                        for c in cells:
-                            self.emit(self.failed_row(g, c, err))
-                        self.note_group(g, cells, err, "failed")
-                        continue
-                    progress.status(f"{g.engine} {g.precision}")
-                    self.run_group(g, cells)
-                    self.write_run_json()
+        previous = self._catch_stop_signals()
+        try:
+            with SweepProgress(sum(len(c) for _, c in todo), quiet=self.cfg.quiet) as progress:
+                self.progress = progress.advance
+                self._run_groups(todo, progress)
+        except KeyboardInterrupt:
+            self._stop_signal = "stopping"
+            self.fail_unfinished(todo, "the sweep was stopped (SIGTERM or Ctrl-C: a time limit around it ran out, "
+                                       "or it was asked to stop) before this cell finished")
+            self.write_run_json()
+            raise
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         self.write_run_json()
         bad = [r for r in self.rows if r["status"] in ("failed", "mismatch")]
         return 1 if bad else 0
+
+    def _run_groups(self, todo, progress) -> None:
+        for g, cells in todo:
+            if g.skip_reason:
+                for c in cells:
+                    self.emit(self.skipped_row(g, c, g.skip_reason))
+                self.note_group(g, cells, f"skipped: {g.skip_reason}", "skipped")
+        runnable = [(g, cells) for g, cells in todo if not g.skip_reason]
+        for model in self.models:
+            mine = [(g, cells) for g, cells in runnable if g.model is model]
+            if not mine:
+                continue
+            progress.status(f"building {model.name} {model.shape_tag()} artifacts")
+            err = self.prepare_model(model, artifact_kinds(model, [g.engine for g, _ in mine]))
+            for g, cells in mine:
+                if err:
+                    for c in cells:
+                        self.emit(self.failed_row(g, c, err))
+                    self.note_group(g, cells, err, "failed")
+                    continue
+                progress.status(f"{g.engine} {g.precision}")
+                self.run_group(g, cells)
+                self.write_run_json()
 
 
 def artifact_kinds(model, engine_names: list[str] | None = None) -> set[str]:

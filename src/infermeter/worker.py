@@ -240,7 +240,7 @@ def run_engine_group(job: WorkerJob, send) -> None:
     try:
         monitor.measure_counter_period()  # sets the shortest energy window the counter's steps allow
         if cfg.idle_time_s > 0:  # after the check's work: waits until power stops falling (monitor.IDLE_RULE)
-            monitor.measure_idle(cfg.idle_time_s)
+            monitor.measure_idle(cfg.idle_time_s, max_wait_s=cfg.idle_max_wait_s)
         from infermeter.plan import engine_key
 
         def engine_info() -> dict:
