@@ -261,3 +261,19 @@ def test_the_html_page_shows_the_points_in_a_browser(branchy_tune, tmp_path):
     legend_only = _blobs(_screenshot(empty, tmp_path / "empty.png"), FRONT_COLOR)
     assert legend_only <= 1
     assert shown >= legend_only + 1, (shown, legend_only)
+
+
+@pytest.mark.slow
+def test_the_report_includes_the_front(branchy_tune, tmp_path):
+    from pypdf import PdfReader
+
+    from infermeter.analysis.report import build_report
+
+    tmp, folder, _ = branchy_tune
+    written = build_report([tmp / "r"], tmp_path / "report")
+    text = "".join(page.extract_text() for page in PdfReader(written["pdf"]).pages)
+    front = pd.read_csv(folder / "front.csv")
+    assert "Tune front" in text and "knee" in text
+    assert all(f"engine={e}" in text for e in front["engine"])
+    assert any(k.startswith("plot:tune_front_p99__") for k in written)
+    assert any(k.startswith("plot:tune_hypervolume__") for k in written)

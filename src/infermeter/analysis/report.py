@@ -366,6 +366,14 @@ def build_report(dirs, out_dir, baseline: str | None = None,
             for (model, dev), rows in df.groupby(["model", "device_label"], sort=False):
                 cols, body = results_table(rows)
                 _table_pages(pdf, f"Results — {dev} — {model}", cols, body, note="– = not measured")
+            from infermeter.tune.output import report_parts  # the front of each folder holding a tune
+
+            for tune in filter(None, (report_parts(d) for d in dict.fromkeys(df["results_dir"]))):
+                _table_pages(pdf, tune["title"], tune["columns"], tune["body"], note=tune["note"])
+                for stem, fig in tune["figs"]:
+                    fig.savefig(plot_dir / f"{stem}.png", dpi=130)
+                    written[f"plot:{stem}"] = plot_dir / f"{stem}.png"
+                    pdf.savefig(fig)
             for _, fig in figs:
                 pdf.savefig(fig)
             info = pdf.infodict()

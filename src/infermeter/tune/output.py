@@ -295,3 +295,38 @@ def print_front(outcome, paths: dict[str, Path]) -> None:
         print(f"  trial {p.trial:>3} [{p.stage}]{marks}: {config_text(p.config)} -> {vals} (CI95 ±{100 * p.ci_rel:.1f}%)")
     for name, path in paths.items():
         print(f"  {name}: {path}")
+
+
+# ---- the report's tune pages ------------------------------------------------------------------------------
+def report_parts(folder) -> dict | None:
+    """What `infermeter report` shows of a tune in this results folder (None when it holds none): the
+    front's table and its plots, rebuilt from tune_points.csv and tune.json."""
+    folder = Path(folder)
+    if not (folder / "tune_points.csv").is_file() or not (folder / "tune.json").is_file():
+        return None
+    from infermeter.tune.objectives import OBJECTIVES
+
+    df = pd.read_csv(folder / "tune_points.csv")
+    summary = json.loads((folder / "tune.json").read_text())
+    objectives = [OBJECTIVES[o["name"]] for o in summary["objectives"]]
+    front = df[df["on_front"]].sort_values(objectives[0].column, ascending=objectives[0].direction != "maximize")
+    cols = ["trial", "stage", "configuration", *[o.label for o in objectives], "CI95", "mark"]
+    body = [[str(r["trial"]), str(r["stage"]), str(r["config"]),
+             *[f"{r[o.column]:.4g}" for o in objectives], f"±{100 * (r['ci95_rel'] or 0):.1f}%",
+             " ".join(m for m, f in (("knee", r["knee"]), ("picked", r["picked"])) if f)]
+            for _, r in front.iterrows()]
+    figs = []
+    names = [o.name for o in objectives]
+    tag = "__".join("".join(c if c.isalnum() else "-" for c in part) for part in (folder.parent.name, folder.name))
+    if "throughput" in names:
+        for name, col, label in (("p99", "latency_ms_p99", "p99 latency (ms)"),
+                                 ("energy", "energy_per_item_j", "energy per item (J/item)")):
+            if name in names:
+                figs.append((f"tune_front_{name}__{tag}", plot_front(df, col, xlabel=label, ylabel="throughput (items/s)")[0]))
+    hv = pd.DataFrame(summary["hypervolume"]["history"])
+    if len(hv):
+        figs.append((f"tune_hypervolume__{tag}", plot_hypervolume(hv, summary["budget_s"])[0]))
+    note = (f"{summary['trials_measured']} trials, {summary['feasible']} feasible, in {summary['spent_s']:.0f} s of a "
+            f"{summary['budget_s']:g} s budget; ties within CI kept on the front; " + "; ".join(summary["notes"]))
+    return {"title": f"Tune front — {folder.parent.name}/{folder.name}", "columns": cols, "body": body,
+            "note": note[:300], "figs": figs}
