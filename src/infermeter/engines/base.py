@@ -62,6 +62,14 @@ class EngineOptions:
     streams: int = 1
     #: torch-compile: torch.compile's mode, --compile-mode (None: max-autotune on cuda, default on the CPU)
     compile_mode: str | None = None
+    #: onnxruntime: execution mode (sequential/parallel) and graph optimisation level (None: sequential, all)
+    ort_execution_mode: str | None = None
+    ort_graph_level: str | None = None
+    #: openvino offline: the performance hint (None: a probe picks per batch size) and THROUGHPUT's stream count
+    ov_hint: str | None = None
+    ov_streams: int | None = None
+    #: tensorrt: the builder optimisation level (None: TensorRT's default)
+    trt_opt_level: int | None = None
     #: int8: how many calibration inputs quantization takes, --calibration-items
     calibration_items: int = 64
     #: "static": one artifact compiled for each cell's exact input shape; "dynamic": one for every batch size
@@ -122,6 +130,8 @@ class Engine:
     precisions: ClassVar[dict[str, tuple[str, ...]]] = {}
     #: model sources it can take: "keras" (SavedModel/Keras file), "onnx" (any model exported to ONNX)
     sources: ClassVar[tuple[str, ...]] = ("onnx",)
+    #: sources it also reads when the model has them and they can be built here (it chooses between them)
+    optional_sources: ClassVar[tuple[str, ...]] = ()
     #: Python modules it needs
     requires: ClassVar[tuple[str, ...]] = ()
     #: precision -> why this engine has no path for it (the skipped row's reason)

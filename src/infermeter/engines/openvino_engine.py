@@ -1,4 +1,9 @@
-"""OpenVINO: the ONNX export converted once to OpenVINO IR (cached in the store), compiled for the CPU.
+"""OpenVINO: the model converted once to OpenVINO IR (cached in the store), compiled for the CPU.
+
+Ingestion: OpenVINO users hand it either the ONNX graph or, for a TensorFlow/Keras model, the SavedModel
+itself (`ov.convert_model`, its TF frontend). Where both exist, both IRs are built and a short alternating
+probe at the sweep's largest batch picks the faster (INGESTION_RULE); the conversions and the probe are
+build_s, and info["ingestion"] records the choice, both rates and each IR's graph form.
 
 Shapes: with static shapes (the default) the model is reshaped to each cell's exact batch and compiled
 for it, as benchmark_app -shape [8,...] runs it; in dynamic mode one compile covers batch 1..max_batch.
@@ -22,6 +27,7 @@ On "cuda" OpenVINO runs only through the NVIDIA plugin of openvino_contrib (devi
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import numpy as np
@@ -29,7 +35,11 @@ import numpy as np
 from infermeter.engines.base import DYNAMIC, Engine, Stopwatch, modules_missing, register_engine
 from infermeter.engines.onnx_common import feed_names, onnx_path_of
 
-IR_ARTIFACT = "openvino_ir"  # a folder: model.xml + model.bin, float32 weights
+IR_ARTIFACT = "openvino_ir"  # a folder: model.xml + model.bin, float32 weights, from the ONNX graph
+TF_IR_ARTIFACT = "openvino_ir_tf"  # the same from the SavedModel through OpenVINO's TF frontend
+INGESTION_PROBE_S = 2.0
+INGESTION_RULE = (f"each IR compiled with the LATENCY hint at the cell precision and the sweep's largest batch, "
+                  f"run in alternating rounds for {INGESTION_PROBE_S:g} s in all; the faster is used")
 OV_DEVICE = {"cpu": "CPU", "cuda": "NVIDIA"}
 # attribute names of openvino.Type; an int8 IR runs its quantized layers in int8 and the rest in f32
 OV_PRECISION = {"fp32": "f32", "fp16": "f16", "bf16": "bf16", "int8": "f32"}
@@ -42,7 +52,7 @@ THROUGHPUT_AUTO = 0  # _compile(streams=0): THROUGHPUT hint, streams chosen by O
 OFFLINE_PROBE_S = 2.0  # each offline way runs this long in all, in alternating rounds, before a cell
 
 
-def _probe_offline(ways: dict[str, list], staged) -> dict[str, float]:
+def _probe_offline(ways: dict[str, list], staged, seconds: float = OFFLINE_PROBE_S) -> dict[str, float]:
     """Calls per second of each way (its clients, each looping in its own thread), run in alternating
     rounds (A B B A ...) so a drift of the machine's speed touches both alike."""
     import threading
@@ -73,7 +83,7 @@ def _probe_offline(ways: dict[str, list], staged) -> dict[str, float]:
     got: dict[str, list[float]] = {k: [] for k in names}
     for r in range(rounds):
         for k in (names if r % 2 == 0 else names[::-1]):
-            got[k].append(rate(ways[k], OFFLINE_PROBE_S / rounds))
+            got[k].append(rate(ways[k], seconds / rounds))
     return {k: float(np.median(v)) for k, v in got.items()}
 
 
@@ -88,12 +98,14 @@ def _device_facts(ov_device: str) -> tuple[bool, tuple[str, ...]]:
     return True, tuple(core.get_property(ov_device, "OPTIMIZATION_CAPABILITIES"))
 
 
-def _save_ir(onnx_path: str, folder) -> None:
+def _save_ir(source: str, folder) -> None:
+    """IR of an ONNX file (read by OpenVINO's ONNX frontend) or a SavedModel folder (its TF frontend)."""
     import openvino as ov
 
     folder.mkdir(parents=True)
+    ov_model = ov.convert_model(source) if os.path.isdir(source) else ov.Core().read_model(source)
     # compress_to_fp16 defaults to True: keep float32 weights so fp32 really is fp32.
-    ov.save_model(ov.Core().read_model(onnx_path), str(folder / "model.xml"), compress_to_fp16=False)
+    ov.save_model(ov_model, str(folder / "model.xml"), compress_to_fp16=False)
 
 
 def nncf_preset_for(ov_model) -> str:
@@ -166,6 +178,7 @@ class OpenVinoEngine(Engine):
     family = "openvino"
     precisions = {"cpu": ("fp32", "fp16", "bf16", "int8"), "cuda": ("fp32", "fp16")}
     sources = ("onnx",)
+    optional_sources = ("keras",)
     requires = ("openvino",)
     no_path = {"int8": "infermeter quantizes for OpenVINO's CPU plugin only"}
 
@@ -196,10 +209,12 @@ class OpenVinoEngine(Engine):
         import openvino as ov
 
         self.model = model  # its sample inputs feed the offline probe
-        onnx_path = onnx_path_of(artifacts)
-        cached = artifacts.get(IR_ARTIFACT) is not None
-        ir_dir = artifacts.build(IR_ARTIFACT, lambda tmp: _save_ir(onnx_path, tmp))
-        self.build_s = 0.0 if cached else artifacts.built[IR_ARTIFACT]
+        self.build_s = 0.0
+        irs = {"onnx": self._ir(artifacts, IR_ARTIFACT, onnx_path_of(artifacts))}
+        savedmodel = artifacts.get("savedmodel")
+        if savedmodel is not None:
+            irs["tf-frontend"] = self._ir(artifacts, TF_IR_ARTIFACT, str(savedmodel))
+        ir_dir = irs[self._choose_ingestion(model, irs, precision, max_batch)]
         if precision == "int8":
             import nncf
 
@@ -210,7 +225,8 @@ class OpenVinoEngine(Engine):
             fp32_model = ov.Core().read_model(str(fp32_ir / "model.xml"))
             feed = feed_names([p.get_any_name() for p in fp32_model.inputs], model)
             recipe = nncf_recipe(fp32_model, model.transformer, len(calib))
-            name = f"openvino_int8_nncf_{recipe['preset'].lower()}_{recipe_tag(recipe)}_{calib.sha256[:16]}"
+            source = self.info["ingestion"]["chosen"].replace("-", "")
+            name = f"openvino_int8_nncf_{recipe['preset'].lower()}_{recipe_tag(recipe)}_{source}_{calib.sha256[:16]}"
             cached = artifacts.get(name) is not None
             ir_dir = artifacts.build(name, lambda tmp: _quantize_ir(fp32_ir, calib, feed, recipe, tmp))
             self.build_s += 0.0 if cached else artifacts.built[name]
@@ -234,6 +250,62 @@ class OpenVinoEngine(Engine):
                           "clients_policy": "one compiled model per (input shape, hint): LATENCY for one client, "
                                             "THROUGHPUT with NUM_STREAMS=n for n clients, THROUGHPUT with "
                                             "OpenVINO's own stream count and optimal number of requests offline"})
+
+    def _ir(self, artifacts, name: str, source: str):
+        cached = artifacts.get(name) is not None
+        folder = artifacts.build(name, lambda tmp: _save_ir(source, tmp))
+        self.build_s += 0.0 if cached else artifacts.built[name]
+        return folder
+
+    def _choose_ingestion(self, model, irs: dict, precision: str, max_batch: int) -> str:
+        """The faster IR by INGESTION_RULE (the only one when there is one), its time in build_s."""
+        import openvino as ov
+
+        from infermeter.models.graph_form import openvino_graph_form
+
+        core = ov.Core()
+        read = {k: core.read_model(str(d / "model.xml")) for k, d in irs.items()}
+        facts = {"graph_form": {k: openvino_graph_form(m) for k, m in read.items()},
+                 "sources": {k: str(d) for k, d in irs.items()}}
+        chosen = next(iter(irs))
+        if len(irs) > 1:
+            with Stopwatch() as sw:
+                batch = max_batch
+                inputs = model.make_batch(model.sample_pool(batch), batch, 0)
+                ways = {k: [self._probe_client(core, m, model, inputs, precision, max_batch)] for k, m in read.items()}
+                rates = _probe_offline(ways, None, INGESTION_PROBE_S)
+            chosen = max(rates, key=rates.get)
+            self.build_s += sw.s
+            facts.update({"rule": INGESTION_RULE, "probe_batch": batch, "probe_s": round(sw.s, 3),
+                          "items_s": {k: round(v * batch, 2) for k, v in rates.items()}})
+        facts["chosen"] = chosen
+        self.info["ingestion"] = facts
+        self.info["graph_source"] = chosen
+        return chosen
+
+    def _probe_client(self, core, ov_model, model, inputs: dict, precision: str, batch: int):
+        """One LATENCY-hint request of ov_model at `batch`, as a client of _probe_offline (its own inputs)."""
+        import openvino as ov
+        import openvino.properties as props
+        import openvino.properties.hint as hints
+
+        self.ov_model, self.max_batch = ov_model, batch
+        self.dims = self._input_dims(model)
+        ov_model.reshape(self._shapes_for(batch))
+        config = {props.inference_num_threads: self.ctx.threads,
+                  hints.inference_precision: getattr(ov.Type, OV_PRECISION[precision]),
+                  hints.performance_mode: hints.PerformanceMode.LATENCY}
+        request = core.compile_model(ov_model, OV_DEVICE[self.ctx.device], config).create_infer_request()
+        feed = {n: np.ascontiguousarray(inputs[key])
+                for n, key in feed_names([p.get_any_name() for p in ov_model.inputs], model).items()}
+        n_outputs = len(ov_model.outputs)
+
+        def client(_staged):
+            request.start_async(feed, share_inputs=True)
+            request.wait()
+            return [request.get_output_tensor(i).data for i in range(n_outputs)]
+
+        return client
 
     def _input_dims(self, model) -> dict[str, list[int]]:
         """Each input's dims: fixed as the ONNX has them, open non-batch axes from the model's input specs
@@ -272,6 +344,8 @@ class OpenVinoEngine(Engine):
         import openvino.properties as props
         import openvino.properties.hint as hints
 
+        from infermeter.models.graph_form import openvino_runtime_form
+
         shape_key, streams = key
         shapes = self._shapes_for(shape_key)
         self.ov_model.reshape(shapes)
@@ -293,6 +367,7 @@ class OpenVinoEngine(Engine):
                 raise RuntimeError("the compiled int8 model runs no layer in int8")
             self.info["int8_layers"] = layers
         self.info["compiled_shapes"][str(shape_key)] = {n: str(p) for n, p in shapes.items()}
+        self.info.setdefault("runtime_form", {})[f"{shape_key}/{streams}"] = openvino_runtime_form(compiled)
         return compiled, compiled.create_infer_request()
 
     def _use(self, streams: int) -> None:
@@ -303,6 +378,7 @@ class OpenVinoEngine(Engine):
         if self.batch is None:
             self.batch = self.max_batch
         self.compiled, self.request = self.compiled_for((self.shape_key(self.batch), streams), self._compile)
+        self.info["graph_form"] = self.info["runtime_form"][f"{self.shape_key(self.batch)}/{streams}"]
         self.streams = streams
         self.info.update({"performance_hint": str(self.compiled.get_property(hints.performance_mode)),
                           "num_streams": int(self.compiled.get_property(props.streams.num)),
@@ -360,6 +436,15 @@ class OpenVinoEngine(Engine):
         machine whose single runs spread from 32 to 62 items/s: no sign that the queue is faster."""
         import openvino.properties as props
 
+        if self.ctx.options.ov_hint:  # the hint given (--ov-hint, or a tuner's point): no probe
+            throughput = self.ctx.options.ov_hint == "throughput"
+            self._use((self.ctx.options.ov_streams or THROUGHPUT_AUTO) if throughput else 1)
+            n = int(self.compiled.get_property(props.optimal_number_of_infer_requests)) if throughput else 1
+            requests = [self.request] + [self.compiled.create_infer_request() for _ in range(n - 1)]
+            self.info["offline_requests"] = len(requests)
+            self.info["offline_api"] = (f"{len(requests)} InferRequest(s) of the {self.ctx.options.ov_hint.upper()} "
+                                        "compile (--ov-hint), each start_async + wait in its own client thread")
+            return [functools.partial(self._run, r) for r in requests]
         ways = {}
         one_off = 0.0
         for streams in (THROUGHPUT_AUTO, 1):

@@ -95,6 +95,7 @@ class TFFunctionEngine(Engine):
     precisions: ClassVar[dict[str, tuple[str, ...]]] = {"cpu": ("fp32",), "cuda": ("fp32", "tf32", "fp16")}
     sources: ClassVar[tuple[str, ...]] = ("keras",)
     jit_compile: ClassVar[bool] = False
+    graph_source: ClassVar[str] = "keras-model"  # the SavedModel engines say savedmodel
     no_path: ClassVar[dict[str, str]] = {
         "int8": "TensorFlow's int8 inference is TensorFlow Lite, a separate runtime infermeter does not drive; "
                 "int8 runs on onnxruntime, openvino, torch-compile and tensorrt",
@@ -143,6 +144,11 @@ class TFFunctionEngine(Engine):
             host_outputs(fn(*[example[n] for n in self._names]))
         self.info.setdefault("traced_input_shapes", {})[str(key)] = [
             str(t.shape) for t in fn.get_concrete_function().structured_input_signature[0]]
+        if "graph_form" not in self.info:  # every shape traces the same graph
+            from infermeter.models.graph_form import tf_graph_form
+
+            self.info["graph_form"] = tf_graph_form(fn.get_concrete_function())
+            self.info["graph_source"] = self.graph_source
         return fn
 
     def stage(self, inputs: dict[str, np.ndarray]) -> Any:
@@ -175,6 +181,7 @@ class TFSavedModelEngine(TFFunctionEngine):
     name: ClassVar[str] = "tf"
     family: ClassVar[str] = "tensorflow"
     requires: ClassVar[tuple[str, ...]] = ("tensorflow",)
+    graph_source: ClassVar[str] = "savedmodel"
 
     def prepare(self, model, artifacts, precision: str, max_batch: int) -> None:
         """`artifacts` is the model's ArtifactStore; a missing SavedModel is built here (build_s)."""

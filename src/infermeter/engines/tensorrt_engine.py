@@ -175,6 +175,10 @@ class TensorRTEngine(Engine):
             qdq_build_s = artifacts.built[Path(onnx_path).name] if built else 0.0
             self.info.update(quantization_facts(calib, "explicit quantization of the onnxruntime.quantization "
                                                 "QDQ graph", **qdq_settings("s8s8")))
+        from infermeter.models.graph_form import onnx_file_form
+
+        # TensorRT parses the clean ONNX graph (its own tool, trtexec --onnx, is given the same file)
+        self.info.update({"graph_source": "onnx", "graph_form": onnx_file_form(onnx_path)})
         self._plan_args = (model, artifacts, onnx_path, precision, fp16_by_flag, major)
         self.max_batch = max_batch
         self.runtime = trt.Runtime(_logger())

@@ -26,9 +26,38 @@ def onnx_graph_form(proto) -> dict:
     return form_of(node.op_type for node in proto.graph.node)
 
 
+def onnx_file_form(path) -> dict:
+    """Of an ONNX file (its weights are not read)."""
+    import onnx
+
+    return onnx_graph_form(onnx.load(str(path), load_external_data=False))
+
+
 def openvino_graph_form(ov_model) -> dict:
     """Of an openvino.Model (read or converted, before compilation)."""
     return form_of(op.get_type_name() for op in ov_model.get_ordered_ops())
+
+
+def openvino_runtime_form(compiled) -> dict:
+    """Of a compiled OpenVINO model's execution graph: the CPU plugin's layers after its own fusions (layer
+    types such as Convolution, Subgraph, Reorder; a Reorder is a layout conversion between layers)."""
+    types = [op.get_rt_info()["layerType"].astype(str) for op in compiled.get_runtime_model().get_ordered_ops()]
+    form = form_of(t for t in types if t not in ("Const", "Input", "Output"))
+    form["reorders"] = types.count("Reorder")
+    return form
+
+
+_TF_PLUMBING = {"Placeholder", "Const", "Identity", "IdentityN", "NoOp", "ReadVariableOp", "VarHandleOp",
+                "PartitionedCall", "StatefulPartitionedCall", "_Arg", "_Retval"}
+
+
+def tf_graph_form(concrete_function) -> dict:
+    """Of a traced tf.function: the ops of its graph and of the functions it calls (the Keras call), before
+    Grappler's own rewrites; variable reads and call plumbing are not counted."""
+    graph_def = concrete_function.graph.as_graph_def()
+    ops = [n.op for n in graph_def.node]
+    ops += [n.op for f in graph_def.library.function for n in f.node_def]
+    return form_of(op for op in ops if op not in _TF_PLUMBING)
 
 
 def fx_graph_form(module) -> dict:
