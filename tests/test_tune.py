@@ -277,3 +277,26 @@ def test_the_report_includes_the_front(branchy_tune, tmp_path):
     assert all(f"engine={e}" in text for e in front["engine"])
     assert any(k.startswith("plot:tune_front_p99__") for k in written)
     assert any(k.startswith("plot:tune_hypervolume__") for k in written)
+
+
+@pytest.mark.slow
+def test_engine_knobs_the_tuner_varies_reach_the_engine(tmp_path):
+    """The knobs engines declare for the tuner are run settings: ONNX Runtime's execution mode and graph level
+    and OpenVINO's hint land in the sessions (run.json records what each engine actually configured)."""
+    from infermeter.config import RunConfig
+    from infermeter.engines import load_all
+    from infermeter.sweep import run_sweep
+
+    engines = load_all()
+    assert {"ort_execution_mode", "ort_graph_level"} <= set(engines["onnxruntime"].tunables)
+    assert "ov_hint" in engines["openvino"].tunables
+    status, sweep = run_sweep(RunConfig(
+        model=MLP, engines=["onnxruntime", "openvino"], device="cpu", batch_sizes=[4], iterations=10, warmup=2,
+        idle_time_s=0, quiet=True, ort_execution_mode="parallel", ort_graph_level="basic", ov_hint="throughput",
+        results_dir=str(tmp_path / "r"), cache_dir=str(tmp_path / "c")))
+    assert status == 0
+    facts = json.loads((sweep.out_dir / "run.json").read_text())["engines"]
+    ort = next(v["settings"] for k, v in facts.items() if k.startswith("onnxruntime/"))
+    ov = next(v["settings"] for k, v in facts.items() if k.startswith("openvino/"))
+    assert (ort["execution_mode"], ort["graph_optimization_level"]) == ("ORT_PARALLEL", "ORT_ENABLE_BASIC")
+    assert ov["performance_hint"] == "THROUGHPUT" and "--ov-hint" in ov["offline_api"]

@@ -26,6 +26,10 @@ NOT_AUTO = ("bf16", "int8")
 IO_MODES = ("host", "device")
 SHAPE_MODES = ("static", "dynamic")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+ORT_EXECUTION_MODES = ("sequential", "parallel")
+ORT_GRAPH_LEVELS = ("disable", "basic", "extended", "all")
+OV_HINTS = ("latency", "throughput")
+TRT_OPT_LEVELS = (0, 1, 2, 3, 4, 5)
 CHECK_MODES = ("warn", "strict", "off")
 
 
@@ -113,6 +117,18 @@ class RunConfig:
                                                "reserves more address space than any sane limit)", default=None)
     compile_mode: str | None = _help("torch.compile mode (default: max-autotune on cuda, default on cpu)",
                                      choices=COMPILE_MODES, default=None)
+    ort_execution_mode: str | None = _help("ONNX Runtime: sequential, or parallel (independent graph branches on "
+                                           "inter-op threads; default sequential)", choices=ORT_EXECUTION_MODES,
+                                           default=None)
+    ort_graph_level: str | None = _help("ONNX Runtime graph optimisation level (default all)",
+                                        choices=ORT_GRAPH_LEVELS, default=None)
+    ov_hint: str | None = _help("OpenVINO offline: latency (one request) or throughput (OpenVINO's optimal "
+                                "requests in flight); default: whichever a short probe finds faster per batch size",
+                                choices=OV_HINTS, default=None)
+    ov_streams: int | None = _help("OpenVINO NUM_STREAMS with --ov-hint throughput (default: OpenVINO's own)",
+                                   default=None)
+    trt_opt_level: int | None = _help("TensorRT builder optimisation level 0-5 (default: TensorRT's, 3)",
+                                      default=None)
     shape_mode: str = _help("static: every cell runs the engine compiled for that cell's exact input shape (as the "
                             "engine's own tools run it); dynamic: one artifact compiled for every batch size "
                             "(the dynamic-batch deployment; its range is recorded in run.json)",
@@ -182,6 +198,13 @@ class RunConfig:
             raise BadInput(f"--num-threads: must be positive, got {self.num_threads}")
         if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
             raise BadInput(f"--compile-mode: unknown {self.compile_mode!r}; choose from {', '.join(COMPILE_MODES)}")
+        for name, allowed in (("ort_execution_mode", ORT_EXECUTION_MODES), ("ort_graph_level", ORT_GRAPH_LEVELS),
+                              ("ov_hint", OV_HINTS), ("trt_opt_level", TRT_OPT_LEVELS)):
+            if getattr(self, name) is not None and getattr(self, name) not in allowed:
+                raise BadInput(f"{_flag(name)}: unknown {getattr(self, name)!r}; choose from "
+                               f"{', '.join(map(str, allowed))}")
+        if self.ov_streams is not None and self.ov_streams <= 0:
+            raise BadInput(f"--ov-streams: must be positive, got {self.ov_streams}")
 
     def batch_sizes_for(self, scenario: str) -> list[int]:
         if self.batch_sizes:

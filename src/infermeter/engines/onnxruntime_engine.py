@@ -207,6 +207,8 @@ class OnnxRuntimeEngine(Engine):
                "int8": "the QDQ int8 graph runs on NVIDIA GPUs through the tensorrt engine (explicit quantization)"}
     #: the execution provider that must be active on cuda
     gpu_provider = "CUDAExecutionProvider"
+    tunables = {"ort_execution_mode": {"cpu": ("sequential", "parallel")},
+                "ort_graph_level": {"cpu": ("basic", "extended", "all"), "cuda": ("basic", "extended", "all")}}
 
     @classmethod
     def supports(cls, model, precision: str, device: str) -> tuple[bool, str]:
@@ -254,10 +256,14 @@ class OnnxRuntimeEngine(Engine):
             self.build_s = 0.0 if cached else artifacts.built[FP16_ARTIFACT]
 
         opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        o = self.ctx.options
+        level = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                 "all": "ORT_ENABLE_ALL"}[o.ort_graph_level or "all"]
+        parallel = o.ort_execution_mode == "parallel"  # independent branches run on the inter-op pool
+        opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
         opts.intra_op_num_threads = self.ctx.threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.inter_op_num_threads = self.ctx.threads if parallel else 1
+        opts.execution_mode = ort.ExecutionMode.ORT_PARALLEL if parallel else ort.ExecutionMode.ORT_SEQUENTIAL
         providers = self._providers(precision, artifacts, use_trt)
 
         self._src, self._opts, self._provider_list = src, opts, providers
@@ -292,8 +298,8 @@ class OnnxRuntimeEngine(Engine):
 
         self.info.update({
             "onnxruntime_version": ort.__version__, "model_file": src, "providers": active,
-            "intra_op_num_threads": self.ctx.threads, "inter_op_num_threads": 1,
-            "graph_optimization_level": "ORT_ENABLE_ALL", "execution_mode": "ORT_SEQUENTIAL",
+            "intra_op_num_threads": self.ctx.threads, "inter_op_num_threads": opts.inter_op_num_threads,
+            "graph_optimization_level": level, "execution_mode": "ORT_PARALLEL" if parallel else "ORT_SEQUENTIAL",
             "io_binding": "chosen per batch size (run_api)" if self.probe_on_cpu else self.use_io_binding,
             "precision": precision,
             "concurrency": "clients share one session (its run is thread-safe); IO binding clients each own "
