@@ -177,6 +177,8 @@ class OpenVinoEngine(Engine):
     name = "openvino"
     family = "openvino"
     precisions = {"cpu": ("fp32", "fp16", "bf16", "int8"), "cuda": ("fp32", "fp16")}
+    #: the inference precision hint follows the precision axis; the offline performance hint is a knob
+    tunables = {"ov_hint": {"cpu": ("latency", "throughput"), "cuda": ("latency", "throughput")}}
     sources = ("onnx",)
     optional_sources = ("keras",)
     requires = ("openvino",)

@@ -121,6 +121,7 @@ class TensorRTEngine(Engine):
     name = "tensorrt"
     family = "tensorrt"
     precisions = {"cuda": ("fp32", "tf32", "fp16", "int8")}
+    tunables = {"trt_opt_level": {"cuda": (1, 3, 5)}}  # each level is its own cached plan
     sources = ("onnx",)
     requires = ("tensorrt", "torch", "onnx")  # torch: CUDA buffers and streams; onnx: the graph's input shapes
 
@@ -209,6 +210,7 @@ class TensorRTEngine(Engine):
         profiles = self._profiles(model, onnx_path, key)
         settings = {"precision": precision, "tf32": precision == "tf32", "fp16_flag": fp16_by_flag,
                     "strongly_typed": major >= 11, "workspace_bytes": WORKSPACE_BYTES,
+                    "builder_optimization_level": self.ctx.options.trt_opt_level,
                     "profiles": {n: [list(x) for x in p] for n, p in profiles.items()}, "onnx": Path(onnx_path).name}
         gpu_name = torch.cuda.get_device_name(self.device)
         cc = "{}.{}".format(*torch.cuda.get_device_capability(self.device))
@@ -302,6 +304,8 @@ class TensorRTEngine(Engine):
             raise RuntimeError(f"TensorRT's ONNX parser rejected {onnx_path}: {errors}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+        if self.ctx.options.trt_opt_level is not None:  # --trt-opt-level (the plan's cache key includes it)
+            config.builder_optimization_level = self.ctx.options.trt_opt_level
         self._math_mode = set_trt_math(trt, config, precision, fp16_flag)
         if precision == "int8" and major == 10 and hasattr(trt.BuilderFlag, "INT8"):
             config.set_flag(trt.BuilderFlag.INT8)  # explicit quantization: the Q/DQ scales, no calibrator

@@ -21,6 +21,9 @@ class TorchCompileEngine(TorchEngineBase):
     precisions = {"cpu": ("fp32", "bf16", "int8"), "cuda": ("fp32", "tf32", "fp16", "bf16")}
     no_path = {"int8": "the X86InductorQuantizer targets x86 CPUs; int8 on NVIDIA GPUs runs through the tensorrt "
                        "engine"}
+    # CUDA graphs (reduce-overhead) serve only a GPU
+    tunables = {"compile_mode": {"cpu": ("default", "max-autotune-no-cudagraphs"),
+                                 "cuda": ("default", "reduce-overhead", "max-autotune")}}
 
     @classmethod
     def supports(cls, model, precision: str, device: str) -> tuple[bool, str]:
