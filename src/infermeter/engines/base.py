@@ -70,14 +70,6 @@ class EngineOptions:
     ov_streams: int | None = None
     #: tensorrt: the builder optimisation level (None: TensorRT's default)
     trt_opt_level: int | None = None
-    #: onnxruntime: execution mode (sequential/parallel) and graph optimisation level (None: sequential, all)
-    ort_execution_mode: str | None = None
-    ort_graph_level: str | None = None
-    #: openvino offline: the performance hint (None: a probe picks per batch size) and THROUGHPUT's stream count
-    ov_hint: str | None = None
-    ov_streams: int | None = None
-    #: tensorrt: the builder optimisation level (None: TensorRT's default)
-    trt_opt_level: int | None = None
     #: int8: how many calibration inputs quantization takes, --calibration-items
     calibration_items: int = 64
     #: "static": one artifact compiled for each cell's exact input shape; "dynamic": one for every batch size
