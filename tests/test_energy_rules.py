@@ -140,6 +140,26 @@ def test_idle_that_never_settles_is_marked_and_reaches_the_rows():
     assert row["energy_net_j"] is None or row["energy_net_note"].startswith("idle baseline unsettled")
 
 
+def test_rapl_idle_takes_one_window(tmp_path):
+    """A CPU package follows its load within milliseconds: no settling wait, and the rule says so."""
+    from test_telemetry import make_rapl_tree, write_atomic
+
+    files = make_rapl_tree(tmp_path, 1_000_000, 0, 10**12)
+    with open_monitor(DeviceInfo("cpu", "test-cpu"), FAST_MS, rapl_root=str(tmp_path)) as mon:
+        assert mon.energy_source == "rapl"
+        t0 = time.perf_counter()
+        mon.measure_idle(0.3, max_wait_s=30)
+        assert time.perf_counter() - t0 < 3
+        info = mon.idle_info
+        mon.start()
+        t1 = time.perf_counter()
+        write_atomic(files["package"], str(1_000_000 + 2_000_000))  # 2 J in the cell
+        time.sleep(0.2)
+        row = mon.stop(t1, time.perf_counter(), 1).row
+    assert "RAPL: one window" in info["rule"] and info["settled"] is None
+    assert row["energy_source"] == "rapl" and row["energy_net_j"] is not None and row["energy_net_note"] is None
+
+
 # --------------------------------------------------------------------------------------- net energy
 def test_negative_net_energy_is_a_reason_not_a_number():
     level = {"w": 150.0}  # the baseline is taken while the board draws more than during the cell

@@ -188,11 +188,15 @@ class Monitor:
         """Idle power in the current state (context alive, model loaded), kept for net energy: the mean of the
         last `seconds` once it is within `tolerance` of the `seconds` before (IDLE_RULE), so the baseline is
         not taken while the board still cools down from earlier work. Waits at most max(max_wait_s,
-        2 x seconds); unsettled by then, the last window is kept and idle_info says so."""
+        2 x seconds); unsettled by then, the last window is kept and idle_info says so. RAPL (a CPU run) takes
+        one window: a CPU package's power follows its load within milliseconds, while a GPU board steps down
+        its clocks and power states over seconds."""
         if self._cell is not None:
             raise RuntimeError("measure_idle() during a cell; call it before start() or after stop()")
         if not self.energy_available or seconds <= 0:
             return None
+        if self.energy_source == RAPL:
+            return self._idle_one_window(seconds)
         limit_s = max(max_wait_s, 2 * seconds)
         self.idle_info = {"rule": IDLE_RULE.format(w=seconds, tol=100 * tolerance, max=limit_s),
                           "window_s": seconds, "tolerance": tolerance, "max_wait_s": limit_s}
@@ -204,7 +208,8 @@ class Monitor:
                 time.sleep(self._sampler.interval_s)
                 times, values, cumulative = self._idle_trace(list(self._sampler.samples))
                 settled, last, prev = ea.settled_idle(times, values, seconds, tolerance, cumulative)
-                if settled or time.perf_counter() - t_begin >= limit_s:
+                waited = time.perf_counter() - t_begin
+                if settled or waited >= limit_s or (not times and waited >= 2 * seconds):  # nothing to wait for
                     break
         finally:
             samples = self._sampler.stop()
@@ -219,6 +224,17 @@ class Monitor:
         if not settled:
             self.idle_info["why"] = (f"power did not settle within {limit_s:g} s: the last window is the baseline"
                                      if last is not None else "no idle power readings")
+        return self.power_idle_w
+
+    def _idle_one_window(self, seconds: float) -> float | None:
+        self._sampler.start()
+        time.sleep(seconds)
+        times, values, cumulative = self._idle_trace(self._sampler.stop())
+        if len(times) >= 2 and times[-1] > times[0]:
+            self.power_idle_w = ea.window_power_w(times, values, times[0], times[-1], cumulative)
+        self.idle_info = {"rule": f"idle power = mean over {seconds:g} s (RAPL: one window; a CPU package's power "
+                                  "follows its load within milliseconds)", "window_s": seconds,
+                          "power_idle_w": self.power_idle_w, "settled": None}
         return self.power_idle_w
 
     # -- one cell ----------------------------------------------------------------------------------------------
@@ -267,7 +283,7 @@ class Monitor:
         energy_j, window_s, source, rel = self._energy(samples, counters_start, counters_end, t0, t1, notes)
         row = ea.derived_energy_fields(energy_j, window_s, items, self.power_idle_w if energy_j is not None else None)
         if row["energy_j"] is not None and row["energy_net_j"] is not None and self.idle_info \
-                and not self.idle_info.get("settled"):
+                and self.idle_info.get("settled") is False:
             row["energy_net_note"] = f"idle baseline unsettled ({self.idle_info.get('why')})"
         in_window = [s for s in samples if t0 <= s["t"] <= t1] or samples  # memory of this cell's timed run
         gpu_util = self._window_mean(samples, "gpu_util_pct", t0, t1)
