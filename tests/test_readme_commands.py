@@ -1,11 +1,12 @@
-"""The README is executable: every command line in its bash code blocks runs end to end, as written
-except for small settings.
+"""The README and docs/ are executable: every command line in their bash code blocks runs end to end, as
+written except for small settings, and the README's Python example runs.
 
 The rewriting is generic, so lines added later are exercised too: a table of substitutions by flag
 (few iterations, one batch size, the CPU engines, tiny inputs), placeholders and committed folders
 resolved in a private working folder, and the settings a quick run needs appended. GPU lines exit 2
 with their one-line reason on a machine without a GPU. A line is left out only when EXCLUDED says why;
-any other line that cannot run fails the test.
+any other line that cannot run fails the test. A line given on several pages runs once, where it first
+appears (the README, then docs/ in name order): later pages may rely on results of earlier lines.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ EXCLUDED = {
     "make bench": "sets up .venv and benchmarks every engine at full size: minutes, and the suite already runs "
                   "each engine end to end (test_sweep_e2e)",
     "make test": "runs this suite (it would run itself)",
+    "pip install": "installs packages: the suite already runs in the environment `make setup` installed from the "
+                   "same requirements.txt and extras",
     ".venv/bin/python benchmarks/": "timing benchmarks against a performance goal: meaningful only on an idle machine "
                                     "and minutes long; not a functional check",
 }
@@ -72,14 +75,31 @@ FLAG_RULES = {
 QUICK = {"--iterations": "3", "--warmup": "1", "--idle-time-s": "0", "--engines": "onnxruntime"}
 
 
-def readme_lines() -> list[str]:
-    lines, block = [], False
-    for raw in (ROOT / "README.md").read_text().splitlines():
+def pages() -> list[Path]:
+    """The README, then every page under docs/, in the order their lines run."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def code_blocks(page: Path, language: str) -> list[list[str]]:
+    blocks, block = [], None
+    for raw in page.read_text().splitlines():
         if raw.startswith("```"):
-            block = raw.strip() == "```bash"
+            block = [] if raw.strip() == "```" + language and block is None else None
+            if block is not None:
+                blocks.append(block)
             continue
-        if block and raw.strip() and not raw.lstrip().startswith("#"):
-            lines.append(raw.strip())
+        if block is not None:
+            block.append(raw)
+    return blocks
+
+
+def readme_lines() -> list[str]:
+    """Every command line of the README and docs/, each once, in order."""
+    lines: list[str] = []
+    for page in pages():
+        for block in code_blocks(page, "bash"):
+            lines += [raw.strip() for raw in block
+                      if raw.strip() and not raw.lstrip().startswith("#") and raw.strip() not in lines]
     return lines
 
 
@@ -211,3 +231,30 @@ def test_readme_commands_run_end_to_end(workdir):
         os.chdir(cwd)
     assert not failures, "\n\n".join(failures)
     assert ran > 10
+
+
+#: what a quick run of the README's Python example changes in its RunConfig (as QUICK does for lines)
+TINY_RUN = {"input_shapes": [[[1, 64, 64, 3]]], "iterations": 3, "time_s": None, "warmup": 1, "idle_time_s": 0,
+            "quiet": True}
+
+
+@pytest.mark.slow
+def test_readme_python_example_runs(workdir):
+    """The README's Python API example, as written, with RunConfig given small settings."""
+    work, _ = workdir
+    blocks = code_blocks(ROOT / "README.md", "python")
+    assert blocks, "the README has a Python example"
+    # the settings are applied as RunConfig validates itself, so the object stays the class workers unpickle
+    prelude = ("from infermeter.config import RunConfig as _RC\n_post = _RC.__post_init__\n"
+               f"def _tiny(self):\n    self.__dict__.update({TINY_RUN!r})\n    _post(self)\n"
+               "_RC.__post_init__ = _tiny\n")
+    for i, block in enumerate(blocks):
+        script = work / f"readme_example_{i}.py"
+        script.write_text(prelude + "\n".join(block) + "\nif __name__ == '__main__':\n    assert status == 0, status\n")
+        env = {**os.environ, "INFERMETER_CACHE_DIR": str(work / "cache"),
+               "INFERMETER_RESULTS_DIR": str(work / "api_results"),
+               "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+        res = subprocess.run([sys.executable, str(script)], cwd=work, env=env, capture_output=True, text=True,
+                             timeout=600, stdin=subprocess.DEVNULL)
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert "throughput_items_s" in res.stdout, res.stdout
