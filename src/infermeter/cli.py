@@ -195,7 +195,7 @@ def cmd_run(args, argv) -> int:
     outcomes = run_sweeps(cfg)
     for o in outcomes:
         energy = {r.get("energy_source") for r in o.rows if r.get("energy_source")}
-        print_summary(o.rows, o.out_dir, "; ".join(sorted(energy)) if energy else None)
+        print_summary(o.rows, o.out_dir, "; ".join(sorted(energy)) if energy else None, wide=cfg.wide)
     return max(o.status for o in outcomes)
 
 

@@ -97,7 +97,8 @@ class RunConfig:
                        choices=CHECK_MODES, default="warn")
     seq_len: int = _help("sequence length for text models", default=128)
     power_interval_ms: float = _help("telemetry sampling interval (floor 50 ms)", default=100.0)
-    energy_time_s: float = _help("minimum energy window in seconds; shorter cells get an extra energy pass",
+    energy_time_s: float = _help("minimum energy window in seconds; shorter cells get an extra energy pass (longer "
+                                  "where the GPU energy counter's measured update period needs it for <= 1% error)",
                                   aliases=("--energy-time",), default=5.0)
     cooldown_s: float = _help("pause between cells in seconds", aliases=("--cooldown",), default=0.0)
     idle_time_s: float = _help("seconds of idle baseline before the sweep (0 = none)", aliases=("--idle-time",),
