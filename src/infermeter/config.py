@@ -135,6 +135,8 @@ class RunConfig:
                             "(the dynamic-batch deployment; its range is recorded in run.json)",
                             choices=SHAPE_MODES, default="static")
     quiet: bool = _help("no progress bar", default=False)
+    wide: bool = _help("summary table: every column and every reason in full (default: it fits 120 columns, "
+                       "long reasons as numbered notes under it)", default=False)
     model_extra: dict = _help("model-specific options (e.g. tiny BERT sizes for tests)", cli=False,
                               default_factory=dict)
     command: str = _help("the command line that started the run", cli=False, default="")
