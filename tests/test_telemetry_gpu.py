@@ -95,3 +95,17 @@ def test_counter_agrees_with_trace_under_load(gpu_device):
     assert row["device_mem_allocator_peak_mb"] > 0
     assert row["energy_net_j"] == pytest.approx(row["energy_j"] - idle_w * row["energy_window_s"])
     assert len(cell.trace) >= 50
+
+
+def test_counter_period_probe_and_settled_idle_on_the_board(gpu_device):
+    with open_monitor(gpu_device, 100.0) as mon:
+        if mon.energy_source != "nvml-energy-counter":
+            pytest.skip(f"energy source is {mon.energy_source}")
+        period = mon.measure_counter_period()
+        assert period is not None and 0.0005 < period <= 0.15, mon.counter_info
+        assert mon.energy_window_needed_s(2.0) == pytest.approx(max(2.0, period / 0.01))
+        idle_w = mon.measure_idle(1.0, max_wait_s=30)
+        info = mon.run_info()["idle"]
+    assert idle_w > 0 and info["power_idle_w"] == idle_w
+    if info["settled"]:  # the rule held: the last second within 2% of the one before
+        assert abs(idle_w - info["previous_window_w"]) <= 0.02 * info["previous_window_w"]
