@@ -4,9 +4,11 @@
                                      [--rounds 3] [--threads N] [--engines openvino,onnxruntime,...]
                                      [--cache-dir DIR] [--goal 1.0] [--short-of 0.97]
 
-The model is infermeter's own export (`infermeter prepare`: the ONNX file in the artifact store, and the
-OpenVINO IR infermeter converts from it). For every engine and batch size, in alternating rounds (A-B,
-then B-A, so slow drift falls on both sides):
+infermeter runs the model as a sweep does (its clean ONNX export; OpenVINO the faster of that graph and its
+own TF frontend's conversion of the SavedModel). Each engine's tool gets the graph the engine's own users
+would give it: benchmark_app the IR OpenVINO itself converts from the SavedModel (`ov.convert_model`, what
+`ovc` does), the other tools the clean ONNX file. For every engine, precision and batch size, in
+alternating rounds (A-B, then B-A, so slow drift falls on both sides):
 
 - infermeter: the real sweep (run_sweep, a worker process per run, static shapes), offline scenario for
   throughput; single-stream at batch 1 for latency;
@@ -18,9 +20,17 @@ then B-A, so slow drift falls on both sides):
   * on a GPU: trtexec --shapes for TensorRT and torch.utils.benchmark over the torch module
     (skipped, with the reason, where absent).
 
+Precisions: fp32 everywhere; bf16 for OpenVINO where the CPU reports BF16 (benchmark_app -infer_precision
+bf16, its default on AMX CPUs).
+
+Control (--control, on for models with a torchvision twin): the same architecture from torchvision (other,
+seeded weights; the same FLOPs), exported by torch.onnx (its default exporter), run by ONNX Runtime's best
+bare loop and by benchmark_app on that ONNX file. The control ratio is infermeter's throughput on its own
+graph over the tool's on the control graph: well below 1 means the conversion, not the engine, costs speed.
+
 Prints a table and one ratio per engine, batch and metric: throughput infermeter / tool, latency tool /
 infermeter (so >= 1.0 means infermeter is at least as fast). Goal >= 1.0; below --short-of (0.97) the
-script exits 1.
+script exits 1; a control ratio below --control-short-of (0.9) too.
 """
 
 from __future__ import annotations
@@ -43,11 +53,11 @@ N_STAGED = 4
 
 # ---- infermeter -----------------------------------------------------------------------------------------
 
-def infermeter_run(engine: str, batch: int, scenario: str, args, results: Path) -> dict:
+def infermeter_run(engine: str, batch: int, scenario: str, args, results: Path, precision: str = "fp32") -> dict:
     """One real sweep of one cell; returns its row."""
     from infermeter.sweep import run_sweep
 
-    cfg = RunConfig(model=args.model, engines=[engine], precisions=["fp32"], device=args.device,
+    cfg = RunConfig(model=args.model, engines=[engine], precisions=[precision], device=args.device,
                     batch_sizes=[batch], scenarios=[scenario], time_s=args.seconds, warmup_time_s=1.0,
                     num_threads=args.threads, cache_dir=args.cache_dir, results_dir=str(results), quiet=True,
                     idle_time_s=0, energy_time_s=0.5, input_shapes=args.input_shapes)
@@ -60,11 +70,14 @@ def infermeter_run(engine: str, batch: int, scenario: str, args, results: Path) 
 
 # ---- the engines' own tools ----------------------------------------------------------------------------
 
-def benchmark_app(model_file: str, shape: list[int], hint: str, seconds: float) -> dict:
+OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+
+
+def benchmark_app(model_file: str, shape: list[int], hint: str, seconds: float, precision: str = "fp32") -> dict:
     """OpenVINO's benchmark_app: {"throughput": items/s, "latency_ms": median}."""
     cmd = [sys.executable, "-c", "import sys; from openvino.tools.benchmark.main import main; sys.exit(main())",
            "-m", model_file, "-d", "CPU", "-shape", "[" + ",".join(map(str, shape)) + "]", "-hint", hint,
-           "-t", str(max(1, round(seconds))), "-infer_precision", "f32"]
+           "-t", str(max(1, round(seconds))), "-infer_precision", OV_PRECISION[precision]]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     text = out.stdout + out.stderr
     thr = re.search(r"Throughput:\s+([\d.]+)\s+FPS", text)
@@ -72,7 +85,47 @@ def benchmark_app(model_file: str, shape: list[int], hint: str, seconds: float) 
     if out.returncode != 0 or not thr:
         raise RuntimeError(f"benchmark_app failed: {text.strip().splitlines()[-1] if text.strip() else out.returncode}")
     return {"throughput": float(thr.group(1)), "latency_ms": float(med.group(1)) if med else None,
-            "how": f"benchmark_app -shape {shape} -hint {hint}"}
+            "how": f"benchmark_app -m {Path(model_file).parent.name}/{Path(model_file).name} -shape {shape} "
+                   f"-hint {hint} -infer_precision {OV_PRECISION[precision]}"}
+
+
+def openvino_own_ir(store, out_dir: Path) -> str:
+    """The IR OpenVINO's own tools make of the model: `ov.convert_model` of the SavedModel (its TF frontend),
+    saved with float32 weights; the ONNX file for a model that has no SavedModel (users hand it that)."""
+    import openvino as ov
+
+    savedmodel = store.get("savedmodel")
+    if savedmodel is None:
+        return str(store.get("model.onnx"))
+    xml = out_dir / "ov_convert_model" / "model.xml"
+    if not xml.exists():
+        ov.save_model(ov.convert_model(str(savedmodel)), str(xml), compress_to_fp16=False)
+    return str(xml)
+
+
+# the same architecture in torchvision, for the control graph
+TORCHVISION_TWINS = {"mobilenet_v3_large": "mobilenet_v3_large", "resnet50": "resnet50"}
+
+
+def control_onnx(model_name: str, size: tuple[int, int], out_dir: Path) -> str | None:
+    """torchvision's twin of the model (seeded weights), exported by torch.onnx's default exporter with a
+    dynamic batch axis; None where the model has no twin or torchvision is missing."""
+    twin = TORCHVISION_TWINS.get(model_name)
+    if twin is None:
+        return None
+    try:
+        import torch
+        import torchvision
+    except ImportError:
+        return None
+    path = out_dir / f"control_{twin}.onnx"
+    if not path.exists():
+        torch.manual_seed(0)
+        module = getattr(torchvision.models, twin)(weights=None).eval()
+        example = torch.randn(2, 3, *size)
+        torch.onnx.export(module, (example,), str(path), input_names=["images"], output_names=["logits"],
+                          dynamic_shapes=({0: torch.export.Dim("batch")},), opset_version=18)
+    return str(path)
 
 
 def onnxruntime_best_loop(onnx_path: str, feeds: list[dict], batch: int, threads: int, seconds: float) -> dict:
@@ -143,16 +196,14 @@ def torch_benchmark(model, store, batch: int, seconds: float) -> dict:
 
 # ---- the comparison ------------------------------------------------------------------------------------
 
-def tools_for(engine: str, args, model, store, batch: int, mode: str, feeds) -> dict:
+def tools_for(engine: str, args, model, store, batch: int, mode: str, feeds, precision: str = "fp32") -> dict:
     """name -> callable() -> {"throughput", "latency_ms", "how"}; the engine's own tools for this cell."""
     onnx_path = str(store.get("model.onnx"))
     shape = list(model.input_specs()[0].with_batch(batch))
     if engine == "openvino":
-        def ov_tool():
-            ir = store.get("openvino_ir")  # the IR infermeter compiled, once its first run built it
-            return benchmark_app(str(ir / "model.xml") if ir else onnx_path, shape,
-                                 "throughput" if mode == "throughput" else "latency", args.seconds)
-        return {"benchmark_app": ov_tool}
+        own_ir = openvino_own_ir(store, Path(args.work_dir))
+        return {"benchmark_app": lambda: benchmark_app(own_ir, shape, "throughput" if mode == "throughput" else
+                                                       "latency", args.seconds, precision)}
     if engine == "onnxruntime":
         tools = {"bare loop (best)": lambda: onnxruntime_best_loop(onnx_path, feeds, batch, args.threads, args.seconds)}
         if shutil.which("onnxruntime_perf_test"):
@@ -163,6 +214,26 @@ def tools_for(engine: str, args, model, store, batch: int, mode: str, feeds) -> 
     if engine == "torch":
         return {"torch.utils.benchmark": lambda: torch_benchmark(model, store, batch, args.seconds)}
     return {}
+
+
+def control_tool(engine: str, control: str, batch: int, size: tuple[int, int], args):
+    """The engine's own tool on the control graph (NCHW input), or None for engines without a control."""
+    shape = [batch, 3, *size]
+    if engine == "openvino":
+        return lambda: benchmark_app(control, shape, "throughput", args.seconds)
+    if engine == "onnxruntime":
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        feeds = [{"images": rng.standard_normal(shape).astype(np.float32)} for _ in range(N_STAGED)]
+        return lambda: onnxruntime_best_loop(control, feeds, batch, args.threads, args.seconds)
+    return None
+
+
+def bf16_available() -> bool:
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def missing_tool(engine: str, device: str) -> str | None:
@@ -191,8 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     ap.add_argument("--cache-dir", default=os.environ.get("INFERMETER_CACHE_DIR",
                                                           os.path.join(os.path.expanduser("~"), ".cache", "infermeter")))
+    ap.add_argument("--precisions", default="fp32,bf16",
+                    help="bf16 applies to OpenVINO on a CPU that reports BF16; other engines run fp32")
+    ap.add_argument("--control", action=argparse.BooleanOptionalAction, default=True,
+                    help="also run the torchvision twin exported by torch.onnx (the control graph)")
     ap.add_argument("--goal", type=float, default=1.0)
     ap.add_argument("--short-of", type=float, default=0.97)
+    ap.add_argument("--control-short-of", type=float, default=0.9)
     args = ap.parse_args(argv)
     args.input_shapes = [[[int(v) for v in args.input_shape.strip("[] ").split(",")]]] if args.input_shape else None
     batches = [int(b) for b in args.batches.split(",")]
@@ -209,53 +285,84 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.threads} threads, {args.rounds} rounds of {args.seconds:g} s per side")
     load_before = os.getloadavg()[0]
 
-    rows, short = [], False
+    rows, controls, short = [], [], False
+    precisions = [p for p in args.precisions.split(",") if p]
     with tempfile.TemporaryDirectory(prefix="peer_parity-") as tmp:
+        args.work_dir = tmp
+        size = tuple(model.input_specs()[0].shape[1:3])
+        control = control_onnx(model.name, size, Path(tmp)) if args.control else None
+        if args.control and control is None:
+            print(f"control: skipped ({model.name} has no torchvision twin here)")
         for engine in args.engines.split(","):
             why = missing_tool(engine, args.device)
             if why:
                 print(f"{engine}: skipped ({why})")
                 continue
-            for batch in batches:
-                pool = model.sample_pool(N_STAGED * batch)
-                feeds = [model.make_batch(pool, batch, i) for i in range(N_STAGED)]
-                modes = [("throughput", "offline")] + ([("latency", "single-stream")] if batch == 1 else [])
-                for mode, scenario in modes:
-                    for tool_name, tool in tools_for(engine, args, model, store, batch, mode, feeds).items():
-                        ratios, ours, theirs, how = [], [], [], ""
-                        for r in range(args.rounds):
-                            order = ("infermeter", "tool") if r % 2 == 0 else ("tool", "infermeter")
-                            got = {}
-                            for side in order:
-                                if side == "infermeter":
-                                    got[side] = infermeter_run(engine, batch, scenario, args, Path(tmp) / f"r{r}")
+            for precision in precisions:
+                if precision != "fp32" and (engine != "openvino" or args.device != "cpu" or not bf16_available()):
+                    if engine == "openvino":
+                        print(f"{engine} {precision}: skipped (this CPU does not report {precision.upper()})")
+                    continue
+                for batch in batches:
+                    pool = model.sample_pool(N_STAGED * batch)
+                    feeds = [model.make_batch(pool, batch, i) for i in range(N_STAGED)]
+                    modes = [("throughput", "offline")] + ([("latency", "single-stream")] if batch == 1 else [])
+                    for mode, scenario in modes:
+                        tools = tools_for(engine, args, model, store, batch, mode, feeds, precision)
+                        ctl = (control_tool(engine, control, batch, size, args)
+                               if control and mode == "throughput" and precision == "fp32" else None)
+                        for tool_name, tool in tools.items():
+                            ratios, ours, theirs, ctl_values, how = [], [], [], [], ""
+                            for r in range(args.rounds):
+                                sides = ["infermeter", "tool"] + (["control"] if ctl else [])
+                                order = sides if r % 2 == 0 else sides[::-1]
+                                got = {}
+                                for side in order:
+                                    if side == "infermeter":
+                                        got[side] = infermeter_run(engine, batch, scenario, args, Path(tmp) / f"r{r}",
+                                                                   precision)
+                                    else:
+                                        got[side] = tool() if side == "tool" else ctl()
+                                row, peer = got["infermeter"], got["tool"]
+                                how = peer["how"]
+                                if mode == "throughput":
+                                    ours.append(row["throughput_items_s"])
+                                    theirs.append(peer["throughput"])
+                                    ratios.append(ours[-1] / theirs[-1])
+                                    if ctl:
+                                        ctl_values.append(got["control"]["throughput"])
                                 else:
-                                    got[side] = tool()
-                            row, peer = got["infermeter"], got["tool"]
-                            how = peer["how"]
-                            if mode == "throughput":
-                                ours.append(row["throughput_items_s"])
-                                theirs.append(peer["throughput"])
-                                ratios.append(ours[-1] / theirs[-1])
-                            else:
-                                stat = peer.get("latency_stat", "median")  # compare like with like
-                                ours.append(row["latency_ms_mean" if stat == "mean" else "latency_ms_p50"])
-                                theirs.append(peer["latency_ms"])
-                                ratios.append(theirs[-1] / ours[-1])
-                        ratio = statistics.median(ratios)
-                        short |= ratio < args.short_of
-                        rows.append((engine, batch, mode, statistics.median(ours), tool_name,
-                                     statistics.median(theirs), ratio, how))
+                                    stat = peer.get("latency_stat", "median")  # compare like with like
+                                    ours.append(row["latency_ms_mean" if stat == "mean" else "latency_ms_p50"])
+                                    theirs.append(peer["latency_ms"])
+                                    ratios.append(theirs[-1] / ours[-1])
+                            ratio = statistics.median(ratios)
+                            short |= ratio < args.short_of
+                            rows.append((f"{engine} {precision}", batch, mode, statistics.median(ours), tool_name,
+                                         statistics.median(theirs), ratio, how))
+                            if ctl_values:
+                                c_ratio = statistics.median(o / c for o, c in zip(ours, ctl_values))
+                                short |= c_ratio < args.control_short_of
+                                controls.append((engine, batch, statistics.median(ours), statistics.median(ctl_values),
+                                                 c_ratio, row.get("graph_source") or "", row.get("graph_nodes")))
 
     unit = {"throughput": "items/s", "latency": "ms, median (mean against a bare loop)"}
-    print(f"\n{'engine':<12} {'batch':>5} {'metric':<10} {'infermeter':>12} {'tool':<24} {'tool value':>11} "
+    print(f"\n{'engine':<17} {'batch':>5} {'metric':<10} {'infermeter':>12} {'tool':<24} {'tool value':>11} "
           f"{'ratio':>6}  verdict")
     for engine, batch, mode, ours, tool_name, theirs, ratio, how in rows:
         verdict = "meets goal" if ratio >= args.goal else ("close" if ratio >= args.short_of else "FALLS SHORT")
-        print(f"{engine:<12} {batch:>5} {mode:<10} {ours:>12.2f} {tool_name:<24} {theirs:>11.2f} {ratio:>6.3f}  "
+        print(f"{engine:<17} {batch:>5} {mode:<10} {ours:>12.2f} {tool_name:<24} {theirs:>11.2f} {ratio:>6.3f}  "
               f"{verdict} ({unit[mode]}; {how})")
     print(f"\nratio: throughput infermeter/tool, latency tool/infermeter; goal >= {args.goal:g}, "
           f"below {args.short_of:g} falls short. {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    if controls:
+        print(f"\ncontrol: torchvision's {TORCHVISION_TWINS[model.name]} exported by torch.onnx, same FLOPs; "
+              f"ratio = infermeter on its graph / the engine's tool on the control graph (>= {args.control_short_of:g})")
+        print(f"{'engine':<12} {'batch':>5} {'infermeter':>12} {'control':>10} {'ratio':>6}  graph infermeter ran")
+        for engine, batch, ours, theirs, ratio, source, nodes in controls:
+            verdict = "" if ratio >= args.control_short_of else "  CONVERSION COSTS SPEED"
+            print(f"{engine:<12} {batch:>5} {ours:>12.2f} {theirs:>10.2f} {ratio:>6.3f}  {source} "
+                  f"({nodes} nodes){verdict}")
     busy = max(load_before, os.getloadavg()[0])
     if busy > (os.cpu_count() or 1):  # other work competed for the cores: the ratios are noise, not a verdict
         print(f"warning: 1-minute load average reached {busy:.1f} on {os.cpu_count()} cores during the run; "

@@ -228,6 +228,10 @@ def test_report_pdf_plots_and_problems(two_result_dirs, tmp_path):
         assert label in text
     assert error in text and "FAILED" in text
     assert "Best engine per batch size" in text
+    ok = df[df["status"] == "ok"]  # each engine's graph node count beside its throughput, from the rows
+    assert "graph nodes" in text and ok["graph_nodes"].notna().all()
+    for _, r in ok.iterrows():
+        assert f"{int(r['graph_nodes'])} {r['graph_source']}" in text
     if df["items_per_j"].isna().all():
         assert "no energy measurements" in text
     assert written["xlsx"].is_file()
@@ -272,3 +276,27 @@ def test_compare_over_the_committed_folders_from_the_cli(tmp_path):
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "gpus.xlsx").is_file()
     assert "warning" in res.stderr and "report" in res.stderr  # the report folder holds no results.csv
+
+
+def test_rows_from_the_old_export_are_marked(two_result_dirs, tmp_path):
+    """A folder whose run.json records a tf2onnx export without its passes (made before the clean export)
+    has its ONNX-fed rows marked old in the tables and named in the problems; a fresh sweep's are clean."""
+    import json
+
+    from infermeter.analysis import load_results
+    from infermeter.analysis.report import problem_lines, results_table
+
+    old = tmp_path / "old" / "mobilenet_v3_large" / "cpu-old"
+    shutil.copytree(device_dir(two_result_dirs[0]), old)
+    info = json.loads((old / "run.json").read_text())
+    for facts in info["artifacts"].values():
+        assert facts["onnx_exporter"].startswith("tf2onnx") and facts.pop("onnx_passes")["failed"] == []
+    info["device_label"] = info["device"]["label"] = "cpu-old"
+    (old / "run.json").write_text(json.dumps(info))
+    df = load_results([two_result_dirs[0], old])
+    fresh, stale = df[df["results_dir"] != str(old)], df[df["results_dir"] == str(old)]
+    assert (fresh["graph_export"] == "clean").all() and (stale["graph_export"] == "old").all()
+    _, body = results_table(stale)
+    assert all(line[5] == "old export" for line in body)
+    problems = "\n".join(problem_lines(df))
+    assert f"Measured on the old graph: {int((stale['status'] == 'ok').sum())} cells" in problems

@@ -102,7 +102,7 @@ def load_results(dirs: PathLike | Iterable[PathLike]) -> pd.DataFrame:
     When two different folders would get the same device label (e.g. the same CPU run twice with
     different settings), the folder name is appended so the devices stay apart.
     """
-    found = []
+    found, infos = [], {}
     for rdir in find_result_dirs(dirs):
         try:
             info = load_run_info(rdir)
@@ -110,6 +110,7 @@ def load_results(dirs: PathLike | Iterable[PathLike]) -> pd.DataFrame:
             warnings.warn(f"{e}; labelling the device by its folder name", stacklevel=2)
             info = {}
         found.append((rdir, _device_label(rdir, info)))
+        infos[rdir] = info
     folders_per_label: dict[str, set[str]] = {}
     for rdir, label in found:
         folders_per_label.setdefault(label, set()).add(rdir.name)
@@ -120,8 +121,27 @@ def load_results(dirs: PathLike | Iterable[PathLike]) -> pd.DataFrame:
         df = _read_results_csv(rdir / "results.csv")
         df["device_label"] = label
         df["results_dir"] = str(rdir)
+        df["graph_export"] = _graph_export(df, infos.get(rdir, {}))
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
+
+
+# engines that run the shared ONNX export (directly, or converted from it by OpenVINO or onnx2torch)
+ONNX_FED_ENGINES = ("onnxruntime", "openvino", "tensorrt", "torch", "torchscript", "torch-compile")
+OLD_EXPORT = "old"  # graph_export of rows measured on a tf2onnx export from before the clean-graph export
+
+
+def _graph_export(df: pd.DataFrame, info: dict) -> pd.Series:
+    """Per row: "old" where the engine ran a tf2onnx export that records no passes (made before the clean
+    export: its transpose optimizer had failed, leaving a Transpose pair around every convolution),
+    "clean" where the export records its passes, else empty."""
+    facts = info.get("artifacts") or {}
+    def state(r) -> object:
+        shape = facts.get(r.get("input_shape")) or {}
+        if r.get("engine") not in ONNX_FED_ENGINES or not str(shape.get("onnx_exporter", "")).startswith("tf2onnx"):
+            return pd.NA
+        return "clean" if "onnx_passes" in shape else OLD_EXPORT
+    return df.apply(state, axis=1) if len(df) else pd.Series(dtype=object)
 
 
 def load_latencies(result_dir: PathLike, cell_id: str) -> pd.Series:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from infermeter.analysis import plots
-from infermeter.analysis.load import latest_per_cell, load_results, load_run_info, ok_rows
+from infermeter.analysis.load import OLD_EXPORT, latest_per_cell, load_results, load_run_info, ok_rows
 from infermeter.analysis.workbook import write_workbook
 from infermeter.errors import BadInput
 from infermeter.telemetry.monitor import BOUND_RULE
@@ -71,18 +71,38 @@ def environment_lines(df: pd.DataFrame) -> list[str]:
 
 def results_table(rows: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Per-device table: engine, precision, scenario, batch, throughput, p50/p99, energy/item, check, status."""
-    cols = ["engine", "precision", "scenario", "batch", "throughput (items/s)", "p50 (ms)", "p99 (ms)",
-            "energy/item (mJ)", "check", "status"]
+    cols = ["engine", "precision", "scenario", "batch", "throughput (items/s)", "graph nodes", "p50 (ms)",
+            "p99 (ms)", "energy/item (mJ)", "check", "status"]
     body = []
     for _, r in rows.sort_values(["scenario", "engine", "precision", "batch_size"]).iterrows():
         batch = str(int(r["batch_size"])) if pd.notna(r["batch_size"]) else "–"
         if pd.notna(r.get("streams")) and r["streams"] != 1:
             batch += f" x{int(r['streams'])}"
         body.append([str(r["engine"]), str(r["precision"]), str(r["scenario"]), batch,
-                     _num(r["throughput_items_s"], ",.1f"), _num(r["latency_ms_p50"], ".3f"),
+                     _num(r["throughput_items_s"], ",.1f"), _graph(r), _num(r["latency_ms_p50"], ".3f"),
                      _num(r["latency_ms_p99"], ".3f"), _num(r["energy_per_item_j"] * 1000, ".3f"),
-                     str(r["check_status"])[:28] if pd.notna(r["check_status"]) else "–", str(r["status"])])
+                     str(r["check_status"])[:28] if pd.notna(r["check_status"]) else "–", _status(r)])
     return cols, body
+
+
+def _graph(r) -> str:
+    """The graph the engine ran: its node count and source (results older than the graph-form columns: –)."""
+    if r.get("graph_export") == OLD_EXPORT:
+        return "old export"
+    nodes = r.get("graph_nodes")
+    if nodes is None or pd.isna(nodes):
+        return "–"
+    source = r.get("graph_source")
+    return f"{int(nodes)} {source}" if isinstance(source, str) and source else str(int(nodes))
+
+
+def _loadgen_invalid(r) -> bool:
+    return r.get("loadgen_result") == "INVALID"
+
+
+def _status(r) -> str:
+    """The row's status; a run LoadGen itself judged INVALID says so."""
+    return f"{r['status']}, LoadGen INVALID" if _loadgen_invalid(r) else str(r["status"])
 
 
 def _engine_label(r) -> str:
@@ -129,15 +149,23 @@ def best_by_batch(df: pd.DataFrame, min_agreement: float = DEFAULT_MIN_AGREEMENT
 
 
 def problem_lines(df: pd.DataFrame) -> list[str]:
-    """Every mismatched or failed cell with its error; skipped cells counted with their reasons."""
+    """Every mismatched or failed cell with its error, every run LoadGen judged INVALID with the constraints it
+    found unmet; skipped cells counted with their reasons."""
     lines = []
-    bad = df[df["status"].isin(["mismatch", "failed"])]
+    invalid = df.apply(_loadgen_invalid, axis=1) if "loadgen_result" in df and not df.empty else \
+        pd.Series(False, index=df.index)
+    bad = df[df["status"].isin(["mismatch", "failed"]) | invalid]
     if bad.empty:
         lines.append("No mismatched or failed cells.")
     for _, r in bad.iterrows():
-        head = (f"{str(r['status']).upper()}: {r['device_label']} / {r['model']} / {_engine_label(r)} / "
+        status = "LOADGEN INVALID" if _loadgen_invalid(r) and r["status"] == "ok" else str(r["status"]).upper()
+        head = (f"{status}: {r['device_label']} / {r['model']} / {_engine_label(r)} / "
                 f"{r['scenario']} batch {int(r['batch_size']) if pd.notna(r['batch_size']) else '?'}")
         detail = r["error"] if pd.notna(r["error"]) else "(no error message recorded)"
+        if _loadgen_invalid(r):
+            unmet = r.get("loadgen_failed_constraints")
+            detail = ("" if pd.isna(r["error"]) else f"{r['error']}; ") + \
+                f"LoadGen: {unmet if pd.notna(unmet) else 'INVALID (see mlperf_log_summary.txt)'}"
         check = f" [check: {r['check_status']}]" if pd.notna(r["check_status"]) else ""
         lines.append(head)
         lines += textwrap.wrap(f"{detail}{check}", 140, initial_indent="    ", subsequent_indent="    ")
@@ -149,6 +177,15 @@ def problem_lines(df: pd.DataFrame) -> list[str]:
             engines = ", ".join(sorted({_engine_label(r) for _, r in g.iterrows()}))
             lines += textwrap.wrap(f"{len(g)} x {why} ({engines})", 140, initial_indent="    ",
                                    subsequent_indent="      ")
+    old = df[(df["graph_export"] == OLD_EXPORT) & (df["status"] == "ok")] if "graph_export" in df else df.iloc[:0]
+    if not old.empty:  # their speed is partly the converter's: say so wherever they appear
+        lines += ["", f"Measured on the old graph: {len(old)} cells"]
+        for label, g in old.groupby("device_label"):
+            lines += textwrap.wrap(
+                f"{label}: {', '.join(sorted({_engine_label(r) for _, r in g.iterrows()}))} ran the tf2onnx export made "
+                "before the clean-graph export (its transpose optimizer had failed: a Transpose pair around every "
+                "convolution, hard-swish decomposed). Their speed is partly the converter's; re-measure them.",
+                140, initial_indent="    ", subsequent_indent="      ")
     return lines
 
 
