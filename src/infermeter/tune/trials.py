@@ -15,6 +15,7 @@ from infermeter.config import RunConfig
 from infermeter.errors import BadInput, StopSweep
 from infermeter.sweep import Sweep
 
+#: screen: the short window every proposed point gets; confirm: the front re-measured with the CI stop
 STAGES = ("screen", "confirm")
 #: point keys that are not RunConfig fields: the tuner sets them on the device around the trial
 _CELL_KEYS = {"engine", "precision", "batch_size", "streams"}
@@ -37,10 +38,10 @@ def trial_config(base: RunConfig, point: dict, stage: str, *, screen_s: float, t
                 streams=[point.get("streams", 1)], resume=False, quiet=True, json_path=None)
     names = {f.name for f in fields(RunConfig)}
     data.update({k: v for k, v in point.items() if k not in _CELL_KEYS and k in names})
-    if stage == "screen":
-        data.update(time_s=screen_s, iterations=None, target_ci=None)
-    else:
+    if stage == "confirm":
         data.update(time_s=None, iterations=None, target_ci=target_ci, max_time_s=max_time_s)
+    else:  # screen (and a benchmark's grid): the short fixed window
+        data.update(time_s=screen_s, iterations=None, target_ci=None)
     return RunConfig.from_dict(data)
 
 

@@ -1,0 +1,122 @@
+"""How good is `infermeter tune` against the exhaustive grid it replaces? One run, side by side:
+
+1. every engine of the sub-space runs once (a few iterations) so both searches start with built artifacts;
+2. the exhaustive grid: every point of the stated sub-space measured with the screening window;
+3. `tune` with a quarter of the grid's wall time (--fraction), the same window;
+4. the hypervolume of each set of screened points, on one reference point (from both sets together), the
+   ratio tune/grid, the time ratio, and how many of the grid front's points the tuner found: measured the
+   same configuration, or a point within that grid point's CI on every objective.
+
+    python benchmarks/tune_quality.py [--model mobilenet_v3_large] [--engines onnxruntime,openvino,torch]
+        [--batch-sizes 1,4,16] [--size 224] [--screen-time-s 2] [--fraction 0.25] [--out DIR]
+
+The sub-space is the tuner's own for these flags (engine x precision x batch size x threads x each
+engine's knobs); it is printed with its size. Goals: hypervolume ratio >= 0.95 at a time ratio <= 0.25.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from infermeter.config import RunConfig
+from infermeter.tune.front import Point, ci_of, front, hypervolume, minimised, reference_point
+from infermeter.tune.objectives import objective_values, parse_objectives
+from infermeter.tune.options import TuneOptions
+from infermeter.tune.space import point_key
+
+
+def _points(measurements, objectives, constraints) -> list[Point]:
+    out = []
+    for m in measurements:
+        values = objective_values(m.row, objectives)
+        why = constraints.why_not(m.row)
+        out.append(Point(m.trial, m.stage, m.point, values or [float("nan")] * len(objectives), ci_of(m.row),
+                         why is None and values is not None, m.row, why))
+    return out
+
+
+def _within_ci(a: Point, b: Point, objectives) -> bool:
+    fa, fb = minimised([a], objectives)[0], minimised([b], objectives)[0]
+    return all(abs(x - y) <= abs(y) * max(b.ci_rel, 1e-9) + abs(x) * a.ci_rel for x, y in zip(fa, fb, strict=True))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="mobilenet_v3_large")
+    ap.add_argument("--engines", default="onnxruntime,openvino,torch")
+    ap.add_argument("--batch-sizes", default="1,4,16")
+    ap.add_argument("--size", type=int, default=224, help="input height and width")
+    ap.add_argument("--screen-time-s", type=float, default=2.0)
+    ap.add_argument("--fraction", type=float, default=0.25, help="tune's budget as a fraction of the grid's time")
+    ap.add_argument("--objectives", default="throughput,p99,energy")
+    ap.add_argument("--out", default=None, help="results folder (default: a temporary one)")
+    ap.add_argument("--cache-dir", default=None)
+    args = ap.parse_args()
+
+    from infermeter.sweep import run_sweep
+    from infermeter.tune.study import Tuner, run_tune
+    from infermeter.tune.trials import Measurement, run_trial
+
+    out = Path(args.out or tempfile.mkdtemp(prefix="tune-quality-"))
+    base = dict(model=args.model, engines=args.engines.split(","), device="cpu", quiet=True,
+                batch_sizes=[int(b) for b in args.batch_sizes.split(",")], idle_time_s=0.0,
+                input_shapes=[[[1, args.size, args.size, 3]]] if args.model == "mobilenet_v3_large" else None,
+                **({"cache_dir": args.cache_dir} if args.cache_dir else {}))
+    opts = TuneOptions(objectives=parse_objectives(args.objectives), screen_time_s=args.screen_time_s)
+
+    # 1. every engine once: artifacts (ONNX, IR, compiled plans) built before either search is timed
+    run_sweep(RunConfig(**base, results_dir=str(out / "warm"), iterations=2, warmup=1, min_iterations=1))
+
+    # 2. the grid
+    grid_cfg = RunConfig(**base, results_dir=str(out / "grid"))
+    grid_tuner = Tuner(grid_cfg, opts)
+    space, objectives = grid_tuner.space, grid_tuner.objectives
+    print(f"sub-space: {space.size()} points: " + "; ".join(
+        f"{e.engine} {'/'.join(e.precisions)} " + " ".join(f"{k}={'/'.join(map(str, v))}" for k, v in e.knobs.items())
+        for e in space.engines.values()) + f"; batch sizes {'/'.join(map(str, space.batch_sizes))}")
+    t0 = time.monotonic()
+    grid: list[Measurement] = []
+    for i, point in enumerate(space.points()):
+        grid.append(run_trial(grid_tuner.base, point, i, "grid", grid_tuner.prepared, screen_s=args.screen_time_s,
+                              target_ci=opts.confirm_ci, max_time_s=grid_cfg.max_time_s))
+    grid_s = time.monotonic() - t0
+
+    # 3. tune with a fraction of the grid's time
+    tune_cfg = RunConfig(**base, results_dir=str(out / "tune"))
+    opts.budget_s = args.fraction * grid_s
+    outcome = run_tune(tune_cfg, opts)
+
+    # 4. the comparison, on one reference point
+    grid_pts = _points(grid, objectives, opts.constraints)
+    tune_pts = outcome.history[-1][1] if outcome.history else []
+    ref = reference_point(grid_pts + tune_pts, objectives)
+    hv_grid, hv_tune = hypervolume(grid_pts, objectives, ref), hypervolume(tune_pts, objectives, ref)
+    grid_front = front(grid_pts, objectives)
+    tuned = {point_key(p.config): p for p in tune_pts if p.feasible}
+    found = [g for g in grid_front if point_key(g.config) in tuned
+             or any(_within_ci(t, g, objectives) for t in tuned.values())]
+    result = {
+        "model": args.model, "input_size": args.size, "objectives": [o.name for o in objectives],
+        "notes": grid_tuner.notes, "space_size": space.size(), "grid_points": len(grid_pts), "grid_s": grid_s,
+        "tune_budget_s": opts.budget_s, "tune_spent_s": outcome.spent_s, "tune_trials": len(tune_pts),
+        "time_ratio": outcome.spent_s / grid_s, "hypervolume_grid": hv_grid, "hypervolume_tune": hv_tune,
+        "hypervolume_ratio": hv_tune / hv_grid if hv_grid else None,
+        "grid_front": len(grid_front), "grid_front_found": len(found),
+        "reference_point": ref.point.tolist(), "results": str(out),
+    }
+    (out / "tune_quality.json").write_text(json.dumps(result, indent=2))
+    print(f"grid: {len(grid_pts)} points in {grid_s:.0f} s, front of {len(grid_front)}")
+    print(f"tune: {len(tune_pts)} trials in {outcome.spent_s:.0f} s (budget {opts.budget_s:.0f} s)")
+    print(f"hypervolume tune/grid: {hv_tune:.4f} / {hv_grid:.4f} = {result['hypervolume_ratio']:.3f}  (goal >= 0.95)")
+    print(f"time tune/grid: {result['time_ratio']:.3f}  (goal <= 0.25)")
+    print(f"grid-front points the tuner found (same config or within CI): {len(found)} of {len(grid_front)}")
+    print(f"details: {out / 'tune_quality.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
