@@ -70,7 +70,7 @@ def metered(scenario: str, budget: Budget, streams: int = 1, batch: int = 4, **k
 ])
 def test_energy_covers_only_the_measured_requests(scenario, streams, kw):
     gpu, res, tel = metered(scenario, Budget(warmup=25, time_s=0.3), streams=streams, **kw)
-    warmup_calls = res.extra["warmup_requests"]
+    warmup_calls = res.warmup.requests
     assert warmup_calls >= 25 and gpu.calls == warmup_calls + res.requests
     row = tel.row
     assert row["energy_source"] == "nvml-energy-counter"
@@ -83,8 +83,8 @@ def test_loadgen_repeated_runs_report_the_last_runs_items_and_energy():
     # an unreachable CI target: LoadGen runs twice (2 s, then what is left of max_time_s), the last is reported
     gpu, res, tel = metered("single-stream", Budget(warmup=10, target_ci=1e-6, max_time_s=2.8), batch=2,
                             use_loadgen=True)
-    assert res.extra["loadgen_runs"] == 2
-    assert gpu.calls > res.extra["warmup_requests"] + res.requests  # the first run's calls happened
+    assert res.loadgen.runs == 2
+    assert gpu.calls > res.warmup.requests + res.requests  # the first run's calls happened
     assert tel.row["energy_j"] == pytest.approx(res.requests * MJ_PER_CALL / 1000.0)
     assert tel.row["energy_per_item_j"] == pytest.approx(MJ_PER_CALL / 1000.0 / 2)
 

@@ -69,8 +69,8 @@ def test_every_scenario_runs_an_onnxruntime_session_with_consistent_fields(ort_s
     assert r.requests == 40
     assert r.streams == (1 if name == "single-stream" else 2)  # offline keeps every client it is given busy
     assert r.latency_bound_met is True  # 1 s is far above a 64x64 matmul
-    assert r.extra["warmup_requests"] == 3 * r.streams
-    assert r.extra["stop_reason"] == "iterations"
+    assert r.warmup.requests == 3 * r.streams
+    assert r.stop.reason == "iterations"
 
 
 def test_client_really_runs_the_model(ort_session):
@@ -103,7 +103,7 @@ def test_time_budget_runs_long_enough_and_at_least_min_iterations():
     assert r.requests >= 10
     assert r.duration_s >= 10 * service_s
     r2 = run_scenario("single-stream", load, Budget(warmup=0, time_s=0.4, min_iterations=1))
-    assert r2.duration_s >= 0.4 and r2.extra["stop_reason"] == "time"
+    assert r2.duration_s >= 0.4 and r2.stop.reason == "time"
 
 
 def test_latency_of_a_sleep_client_is_its_service_time():
@@ -127,7 +127,7 @@ def test_ci_rule_stops_sooner_for_steady_than_for_jittery_service():
     budget = Budget(warmup=2, target_ci=0.03, max_time_s=2.0)
     steady = run_scenario("offline", Load([sleep_client(0.002)], lambda i: i, 1), budget)
     noisy = run_scenario("offline", Load([jittery], lambda i: i, 1), budget)
-    assert steady.extra["ci_target_reached"] is True and steady.extra["stop_reason"] == "ci"
+    assert steady.stop.ci_target_reached is True and steady.stop.reason == "ci"
     assert steady.ci95_rel <= 0.03
     assert steady.requests < noisy.requests and steady.duration_s < noisy.duration_s
 
@@ -146,7 +146,7 @@ def test_ci_rule_honours_max_time():
     r = run_scenario("single-stream", Load([very_jittery], lambda i: i, 1),
                      Budget(warmup=0, target_ci=0.001, max_time_s=max_time))
     wall = time.perf_counter() - t0
-    assert r.extra["ci_target_reached"] is False and r.extra["stop_reason"] == "max_time"
+    assert r.stop.ci_target_reached is False and r.stop.reason == "max_time"
     assert r.ci95_rel > 0.001
     assert max_time <= r.duration_s < max_time + 0.1 and wall < max_time + 0.5
 
@@ -194,7 +194,7 @@ def test_server_achieves_the_target_rate():
     r = run_scenario("server", load, Budget(warmup=1, time_s=3.0), target_qps=target_qps, seed=3)
     assert_consistent(r, "server", 1)
     assert r.achieved_qps == pytest.approx(target_qps, rel=0.05)
-    assert r.extra["dropped"] == 0
+    assert r.server.dropped == 0
     # arrivals look Poisson: inter-arrival coefficient of variation near 1 (60 gaps: loose bounds)
     gaps = np.diff(r.issue_times_s)
     assert 0.6 < gaps.std() / gaps.mean() < 1.4
@@ -208,9 +208,9 @@ def test_server_latency_includes_queueing():
     assert r.stats["latency_ms_min"] >= service_s * 1e3
     # M/D/1 mean sojourn: service + rho / (2 mu (1 - rho)) = 8 + 16 ms; ask only for clear queueing
     assert r.stats["latency_ms_mean"] > 1.3 * service_s * 1e3
-    assert r.extra["queue_wait_ms_mean"] > 0
+    assert r.server.queue_wait_ms_mean > 0
     assert r.stats["latency_ms_mean"] == pytest.approx(
-        r.extra["queue_wait_ms_mean"] + r.extra["service_ms_mean"], rel=0.1)
+        r.server.queue_wait_ms_mean + r.server.service_ms_mean, rel=0.1)
 
 
 def test_server_latency_bound_and_seeded_schedule():

@@ -118,15 +118,11 @@ class CellMeasurer:
         if self.monitor.energy_pass_needed(res.duration_s, cfg.energy_time_s):
             energy_tel = self.energy_pass(load, energy_s)
 
-        row.update({
-            "iterations": res.requests, "items": res.items, "duration_s": res.duration_s,
-            "throughput_items_s": res.throughput_items_s, "achieved_qps": res.achieved_qps,
-            "ci95_rel": res.ci95_rel, "latency_bound_ms": cfg.latency_bound_ms if spec.takes_qps else None,
-            "latency_bound_met": res.latency_bound_met,
-            # server: how far the offered load was from the asked rate, and what could not be served
-            **{k: res.extra.get(k) for k in ("offered_qps", "dropped", "late_dispatches", "stop_reason")},
-        })
-        row.update(res.stats)
+        # every field of the result's records (timing, warm-up, stop and CI, server, LoadGen) is a column
+        streams = row["streams"]
+        row.update(res.columns())
+        row["streams"] = streams  # the cell's (or the engine's requests in flight), as the identity says
+        row["latency_bound_ms"] = cfg.latency_bound_ms if spec.takes_qps else None
         row.update(tel.row)
         if energy_tel is not tel:  # energy fields from the longer pass; memory/util from the timed window
             for k in ("energy_j", "energy_net_j", "energy_net_note", "energy_per_item_j", "items_per_j",
@@ -146,15 +142,15 @@ class CellMeasurer:
         row["status"] = "ok" if self.check.timed else "mismatch"
         if row["status"] == "mismatch":
             row["error"] = f"correctness check: {self.check.detail}"
-        if res.extra.get("ci_target_reached") is False:
+        if res.stop is not None and res.stop.ci_target_reached is False:
             row["error"] = (row["error"] + "; " if row["error"] else "") + \
                 f"--target-ci {cfg.target_ci} not reached within --max-time-s {cfg.max_time_s:g} s"
 
         self.write_traces(cell.cell_id, res, energy_tel if energy_tel is not tel else tel)
-        if "loadgen" in res.extra:
+        if res.loadgen is not None:
             from infermeter.results.writer import atomic_write_json
 
-            atomic_write_json(self.out_dir / "loadgen" / f"{cell.cell_id}.json", res.extra["loadgen"])
+            atomic_write_json(self.out_dir / "loadgen" / f"{cell.cell_id}.json", res.loadgen.summary)
         return row
 
     def energy_pass(self, load, seconds: float):

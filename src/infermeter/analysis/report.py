@@ -97,7 +97,8 @@ def _graph(r) -> str:
 
 
 def _loadgen_invalid(r) -> bool:
-    return r.get("loadgen_result") == "INVALID"
+    verdict = r.get("loadgen_result")
+    return isinstance(verdict, str) and verdict == "INVALID"  # empty cells may read as NA
 
 
 def _status(r) -> str:

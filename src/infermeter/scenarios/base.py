@@ -4,7 +4,7 @@ registry.py."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -45,7 +45,7 @@ class Budget:
     - iterations: exactly that many measured requests in total (for multi-stream: across all clients);
     - target_ci: until the 95% CI half-width of the mean latency AND of the throughput are both within
       target_ci of their values, checked periodically, after at least min_iterations requests and at least
-      time_s seconds if time_s is also given; bounded by max_time_s (then extra["ci_target_reached"] is False);
+      time_s seconds if time_s is also given; bounded by max_time_s (then stop.ci_target_reached is False);
     - time_s: that many seconds and at least min_iterations requests;
     - none of them: time_s = DEFAULT_TIME_S (2 s).
 
@@ -93,22 +93,102 @@ class Budget:
         return 0.0
 
 
+# ---- what a scenario returns: typed records, each field a results.csv column or a file beside the row ----
+
+def column(name: str | None = None, *, file: str | None = None, internal: str | None = None, part: bool = False,
+           **kw):
+    """A record field and where it is written: results.csv column `name` (default: the field's name), or
+    a file beside the row (`file`), or nowhere because the row already says it or it is a clock value only
+    the harness uses (`internal`, saying why), or a record whose own fields are columns (`part`).
+    ScenarioResult.columns() reads these, so no field can be dropped silently."""
+    return field(metadata={"column": name, "file": file, "internal": internal, "part": part}, **kw)
+
+
+@dataclass(frozen=True)
+class WarmUp:
+    """The unmeasured requests before the timed region."""
+
+    requests: int = column("warmup_requests")
+    seconds: float = column("warmup_s")
+    first_ms: float | None = column("warmup_first_ms", default=None)  # the first warm-up call (client 0)
+
+
+@dataclass(frozen=True)
+class StopInfo:
+    """Why measuring stopped, and the confidence intervals of the final data."""
+
+    rule: str = column("stop_rule")  # iterations | time | ci
+    reason: str | None = column("stop_reason")  # iterations | time | ci | max_time | loadgen
+    ci95_rel_latency: float = column("ci95_rel_latency")
+    ci95_rel_throughput: float = column("ci95_rel_throughput")
+    ci_target: float | None = column("ci_target", default=None)
+    ci_target_reached: bool | None = column("ci_target_reached", default=None)  # None unless the rule is ci
+    ci_checks: int = column("ci_checks", default=0)
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    """What the server scenario's load generator offered and how the requests fared in the queue."""
+
+    offered_qps: float = column("offered_qps")
+    issued: int = column("issued")
+    planned: int = column("planned")
+    dropped: int = column("dropped")
+    late_dispatches: int | None = column("late_dispatches")
+    dispatch_lag_ms_p99: float | None = column("dispatch_lag_ms_p99")
+    dispatch_lag_ms_max: float | None = column("dispatch_lag_ms_max")
+    queue_wait_ms_mean: float | None = column("queue_wait_ms_mean")
+    service_ms_mean: float | None = column("service_ms_mean")
+
+
+@dataclass(frozen=True)
+class LoadGenRun:
+    """A run driven by MLCommons LoadGen, with LoadGen's own verdict from mlperf_log_summary.txt."""
+
+    result: str | None = column("loadgen_result")  # VALID | INVALID (None: the summary says neither)
+    failed_constraints: str | None = column("loadgen_failed_constraints")  # e.g. "Early stopping satisfied: NO"
+    runs: int = column("loadgen_runs")
+    total_s: float = column("loadgen_total_s")  # every run's timed window (--target-ci makes several)
+    wall_s: float = column("loadgen_wall_s")  # the reported run, LoadGen's start to its end
+    summary: dict = column(file="loadgen/<cell>.json")  # mlperf_log_summary.txt parsed, with the detail log's messages
+    log_dir: str | None = column(file="loadgen/<cell>/", default=None)  # LoadGen's own logs (None: not kept)
+
+
 @dataclass
 class ScenarioResult:
     """Raw timings of one measured run. Times are time.perf_counter() seconds; latencies in ms."""
 
-    scenario: str
-    latencies_ms: np.ndarray  # one per request, in issue order
-    issue_times_s: np.ndarray  # relative to t_start (server: the scheduled arrival)
-    items: int
-    requests: int
-    t_start: float
-    t_end: float
-    duration_s: float
-    throughput_items_s: float  # server: achieved items/s
-    achieved_qps: float  # requests/s
-    stats: dict[str, float]  # latency_ms_{mean,p50,p90,p95,p99,std,min,max}
-    ci95_rel: float  # max of the latency and throughput 95% CI half-widths, each over its value
-    latency_bound_met: bool | None
-    streams: int
-    extra: dict[str, Any] = field(default_factory=dict)
+    scenario: str = column(internal="the row's cell names it")
+    latencies_ms: np.ndarray = column(file="latency/<cell>.csv")  # one per request, in issue order
+    issue_times_s: np.ndarray = column(file="latency/<cell>.csv")  # from t_start (server: the scheduled arrival)
+    items: int = column()
+    requests: int = column("iterations")
+    t_start: float = column(internal="perf_counter clock: bounds the telemetry window")
+    t_end: float = column(internal="perf_counter clock: bounds the telemetry window")
+    duration_s: float = column()
+    throughput_items_s: float = column()  # server: achieved items/s
+    achieved_qps: float = column()  # requests/s
+    # latency_ms_{mean,p50,p90,p95,p99,std,min,max}: keyed by their column names already
+    stats: dict[str, float] = column(file="results.csv latency_ms_* columns")
+    ci95_rel: float = column()  # max of the latency and throughput 95% CI half-widths, each over its value
+    latency_bound_met: bool | None = column()
+    streams: int = column()
+    warmup: WarmUp = column(part=True, default_factory=lambda: WarmUp(0, 0.0))
+    stop: StopInfo | None = column(part=True, default=None)
+    server: ServerStats | None = column(part=True, default=None)  # the server scenario's own figures
+    loadgen: LoadGenRun | None = column(part=True, default=None)  # --loadgen runs
+
+    def columns(self) -> dict:
+        """Every results.csv column this result fills: the one place a result becomes row fields."""
+        return {**self.stats, **_columns(self)}
+
+
+def _columns(record) -> dict:
+    out: dict = {}
+    for f in fields(record):
+        meta, value = f.metadata, getattr(record, f.name)
+        if meta.get("part"):
+            out.update(_columns(value) if value is not None else {})
+        elif not (meta.get("file") or meta.get("internal")):
+            out[meta.get("column") or f.name] = value
+    return out

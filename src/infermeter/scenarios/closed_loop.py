@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from infermeter.scenarios.base import Budget, Load, MeasureStart, ScenarioResult
+from infermeter.scenarios.base import Budget, Load, MeasureStart, ScenarioResult, WarmUp
 from infermeter.scenarios.measure import StopRule, build_result
 
 #: how often the controlling thread looks at the clock while client threads run
@@ -51,7 +51,7 @@ def _run_threads(scenario: str, load: Load, budget: Budget, latency_bound_ms: fl
     issue_s, done_s, t_start = measure_threads(load.clients, load.inputs, stop)
     return build_result(scenario, issue_s=issue_s, done_s=done_s, t_start=t_start, t_end=float(done_s.max()),
                         batch_size=load.batch_size, streams=len(load.clients), latency_bound_ms=latency_bound_ms,
-                        stop=stop, extra=warm)
+                        stop=stop, warmup=warm)
 
 
 def _run_one_client(scenario: str, load: Load, budget: Budget, latency_bound_ms: float | None,
@@ -64,16 +64,16 @@ def _run_one_client(scenario: str, load: Load, budget: Budget, latency_bound_ms:
     issue_s, done_s, t_start = measure_inline(client, load.inputs, stop)
     return build_result(scenario, issue_s=issue_s, done_s=done_s, t_start=t_start, t_end=float(done_s[-1]),
                         batch_size=load.batch_size, streams=1, latency_bound_ms=latency_bound_ms, stop=stop,
-                        extra=warm)
+                        warmup=warm)
 
 
 # ---- warm-up --------------------------------------------------------------------------------------------
 
-def warm_up(clients: list[Callable[[Any], Any]], inputs: Callable[[int], Any], budget: Budget) -> dict:
+def warm_up(clients: list[Callable[[Any], Any]], inputs: Callable[[int], Any], budget: Budget) -> WarmUp:
     """Unmeasured requests: `budget.warmup` per client, or `budget.warmup_time_s` seconds with every client
-    busy at once (so concurrent clients also warm whatever they share). Returns facts for extra."""
+    busy at once (so concurrent clients also warm whatever they share)."""
     if budget.warmup_time_s is None and budget.warmup == 0:
-        return {"warmup_requests": 0, "warmup_s": 0.0}
+        return WarmUp(requests=0, seconds=0.0)
     per_client = None if budget.warmup_time_s is not None else budget.warmup
     counts = [0] * len(clients)
     first_ms: list[float] = []
@@ -107,8 +107,7 @@ def warm_up(clients: list[Callable[[Any], Any]], inputs: Callable[[int], Any], b
             t.join()
     if failures:
         raise failures[0]
-    return {"warmup_requests": sum(counts), "warmup_s": time.perf_counter() - t0,
-            "warmup_first_ms": first_ms[0] if first_ms else None}
+    return WarmUp(requests=sum(counts), seconds=time.perf_counter() - t0, first_ms=first_ms[0] if first_ms else None)
 
 
 # ---- measured loops -------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ LoadGen decides when queries are issued (its own Poisson schedule for Server, on
 Offline, queries of len(clients) samples for MultiStream); our SUT queues each sample for a pool of client
 threads and reports completion. One LoadGen sample = one of our batches (`inputs(index)`). Latencies in the
 result come from the SUT's own timestamps (receipt in issue_query -> client returned; for offline, the
-batch's own run time, as in the native offline scenario); LoadGen's summary is kept in extra["loadgen"].
+batch's own run time, as in the native offline scenario); LoadGen's verdict and summary are in the result's
+`loadgen` (LoadGenRun).
 
 Budget mapping: iterations -> min = max query count (multi-stream: rounded up to whole queries of
 len(clients) samples; offline: the sample count); time -> min_duration and min_query_count=min_iterations;
@@ -22,11 +23,20 @@ import queue
 import tempfile
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from infermeter.errors import BadInput
-from infermeter.scenarios.base import DEFAULT_TIME_S, Budget, Load, MeasureStart, ScenarioResult
+from infermeter.scenarios.base import (
+    DEFAULT_TIME_S,
+    Budget,
+    Load,
+    LoadGenRun,
+    MeasureStart,
+    ScenarioResult,
+    WarmUp,
+)
 from infermeter.scenarios.closed_loop import warm_up
 from infermeter.scenarios.measure import StopRule, build_result
 
@@ -70,19 +80,18 @@ def run_with_loadgen(name: str, load: Load, budget: Budget, *, target_qps: float
                           run_dir, est_latency_s, warm, on_measure_start)
         spent_s += result.duration_s
         duration_s = min(2 * duration_s, budget.max_time_s - spent_s)
-        if result.extra["ci_target_reached"] or duration_s < 0.5:
+        if result.stop.ci_target_reached or duration_s < 0.5:
             break
-    result.extra["loadgen_runs"] = runs
-    result.extra["loadgen_total_s"] = spent_s
-    result.extra["stop_reason"] = "ci" if result.extra["ci_target_reached"] else "max_time"
+    result.loadgen = replace(result.loadgen, runs=runs, total_s=spent_s)
+    result.stop = replace(result.stop, reason="ci" if result.stop.ci_target_reached else "max_time")
     return result
 
 
-def _estimate_latency_s(clients, inputs, warm: dict) -> float:
+def _estimate_latency_s(clients, inputs, warm: WarmUp) -> float:
     """Service time guess for LoadGen's expected-latency/expected-QPS settings (sizes Offline's query)."""
-    if warm.get("warmup_requests"):
+    if warm.requests:
         # warm-up runs every client at once: wall time x clients / requests = time per request
-        return warm["warmup_s"] * len(clients) / warm["warmup_requests"]
+        return warm.seconds * len(clients) / warm.requests
     t0 = time.perf_counter()
     for i in range(3):
         clients[0](inputs(i))
@@ -207,18 +216,16 @@ def _one_run(lg, name, load: Load, clients, budget: Budget, duration_s: float, t
     issue_s = rec[:, 1] if name == "offline" else rec[:, 0]
     stop = StopRule(budget, load.batch_size, watch_throughput=name != "server")
     stop.reason = "loadgen"
-    extra = dict(warm)
-    extra["loadgen"] = parse_summary(summary_text)
-    extra["loadgen"]["messages"] = parse_detail_messages(detail_text)
-    extra["loadgen_outdir"] = None if tmp is not None else outdir
-    extra["loadgen_wall_s"] = wall_s
-    if name == "server":
-        extra["target_qps"] = target_qps
-        extra["dropped"] = 0
-    return build_result(name, issue_s=issue_s, done_s=rec[:, 2], t_start=float(rec[:, 0].min()),
-                        t_end=float(rec[:, 2].max()), batch_size=load.batch_size, streams=len(clients),
-                        latency_bound_ms=latency_bound_ms, stop=stop, extra=extra,
-                        bound_needs_no_drops=name == "server", throughput_in_ci=name != "server")
+    summary = parse_summary(summary_text)
+    summary["messages"] = parse_detail_messages(detail_text)
+    t_start, t_end = float(rec[:, 0].min()), float(rec[:, 2].max())
+    loadgen = LoadGenRun(result=summary["result"] if summary["result"] in ("VALID", "INVALID") else None,
+                         failed_constraints="; ".join(summary["failed_constraints"]) or None, runs=1,
+                         total_s=t_end - t_start, wall_s=wall_s, summary=summary,
+                         log_dir=None if tmp is not None else outdir)
+    return build_result(name, issue_s=issue_s, done_s=rec[:, 2], t_start=t_start, t_end=t_end,
+                        batch_size=load.batch_size, streams=len(clients), latency_bound_ms=latency_bound_ms,
+                        stop=stop, warmup=warm, loadgen=loadgen, throughput_in_ci=name != "server")
 
 
 # ---- LoadGen's log files --------------------------------------------------------------------------------
@@ -269,7 +276,8 @@ def parse_summary(text: str) -> dict:
     occurrence wins), plus normalised entries: scenario, mode, result (VALID/INVALID), valid (bool),
     samples_per_second, scheduled_samples_per_second (server), latency_ms_{min,max,mean,p50,p90,p95,p97,p99,p99.9},
     min_duration_satisfied / min_queries_satisfied / early_stopping_satisfied / performance_constraints_satisfied,
-    warnings / errors (bool: LoadGen reported some)."""
+    failed_constraints (each "... satisfied" line that does not say Yes, as LoadGen wrote it, e.g. "Early
+    stopping satisfied: NO"), warnings / errors (bool: LoadGen reported some)."""
     fields: dict[str, object] = {}
     for line in text.splitlines():
         if line.startswith("=") or ":" not in line:
@@ -300,6 +308,8 @@ def parse_summary(text: str) -> dict:
                 "Performance constraints satisfied"):
         if key in fields:
             out[key.lower().replace(" ", "_")] = str(fields[key]).lower() == "yes"
+    out["failed_constraints"] = [f"{k}: {v}" for k, v in fields.items()
+                                 if k.lower().endswith(" satisfied") and str(v).lower() != "yes"]
     out["warnings"] = "No warnings encountered during test." not in text
     out["errors"] = "No errors encountered during test." not in text
     return out

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from infermeter.scenarios.base import Budget, ScenarioResult
+from infermeter.scenarios.base import Budget, LoadGenRun, ScenarioResult, ServerStats, StopInfo, WarmUp
 from infermeter.scenarios.stats import MIN_CI_SAMPLES, batch_means_ci, latency_stats, relative, throughput_ci
 
 #: seconds between CI checks at least; later checks are spaced by 10% of the elapsed time, so the
@@ -72,12 +72,12 @@ class StopRule:
 
 def build_result(scenario: str, *, issue_s: np.ndarray, done_s: np.ndarray, t_start: float, t_end: float,
                  batch_size: int, streams: int, latency_bound_ms: float | None, stop: StopRule | None,
-                 extra: dict | None = None, bound_needs_no_drops: bool = False,
+                 warmup: WarmUp, server: ServerStats | None = None, loadgen: LoadGenRun | None = None,
                  throughput_in_ci: bool = True) -> ScenarioResult:
     """From absolute perf_counter issue/done times (server: issue = scheduled arrival) to a ScenarioResult.
 
     Requests are put in issue order. latency_bound_met: p99 <= bound, and nothing dropped where the
-    scenario drops requests (extra["dropped"]). ci95_rel = max(latency, throughput) relative half-widths,
+    scenario drops requests (server.dropped). ci95_rel = max(latency, throughput) relative half-widths,
     or the latency one alone where throughput_in_ci is False (server: the rate is the schedule's)."""
     issue_s = np.asarray(issue_s, dtype=np.float64)
     done_s = np.asarray(done_s, dtype=np.float64)
@@ -93,21 +93,17 @@ def build_result(scenario: str, *, issue_s: np.ndarray, done_s: np.ndarray, t_st
     stats = latency_stats(latencies_ms)
     lat_rel, thr_rel = ci_relative_parts(latencies_ms / 1e3, done_s, t_start, batch_size)
     ci95_rel = max(lat_rel, thr_rel) if throughput_in_ci else lat_rel
-    extra = dict(extra or {})
-    extra["ci95_rel_latency"] = float(lat_rel)
-    extra["ci95_rel_throughput"] = float(thr_rel)
+    stop_info = None
     if stop is not None:
-        extra["stop_rule"] = stop.rule
-        extra["stop_reason"] = stop.reason
-        extra["ci_target"] = stop.budget.target_ci
         # judged on the final data, so a run that crossed the target between checks still counts
-        extra["ci_target_reached"] = (bool(ci95_rel <= stop.budget.target_ci)
-                                      if stop.rule == "ci" else None)
-        extra["ci_checks"] = stop.ci_checks
+        stop_info = StopInfo(rule=stop.rule, reason=stop.reason, ci95_rel_latency=float(lat_rel),
+                             ci95_rel_throughput=float(thr_rel), ci_target=stop.budget.target_ci,
+                             ci_target_reached=bool(ci95_rel <= stop.budget.target_ci) if stop.rule == "ci" else None,
+                             ci_checks=stop.ci_checks)
     bound_met = None
     if latency_bound_ms is not None:
         bound_met = bool(stats["latency_ms_p99"] <= latency_bound_ms)
-        if bound_needs_no_drops and extra.get("dropped", 0):
+        if server is not None and server.dropped:
             bound_met = False
     return ScenarioResult(
         scenario=scenario,
@@ -124,5 +120,8 @@ def build_result(scenario: str, *, issue_s: np.ndarray, done_s: np.ndarray, t_st
         ci95_rel=float(ci95_rel),
         latency_bound_met=bound_met,
         streams=streams,
-        extra=extra,
+        warmup=warmup,
+        stop=stop_info,
+        server=server,
+        loadgen=loadgen,
     )

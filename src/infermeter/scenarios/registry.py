@@ -70,7 +70,7 @@ def run_scenario(name: str, load: Load, budget: Budget, *, target_qps: float | N
     before each, and the result is the last run's: the meter must restart its window on every call.
 
     latency_bound_ms: when given, latency_bound_met = p99 <= bound (and, for server, nothing dropped).
-    use_loadgen: drive the run through mlcommons-loadgen instead (its summary lands in extra["loadgen"]);
+    use_loadgen: drive the run through mlcommons-loadgen instead (its verdict and summary land in `loadgen`);
     loadgen_outdir keeps LoadGen's log files there (default: a temporary folder, removed)."""
     spec = scenario_spec(name)
     if spec.takes_qps and (target_qps is None or not target_qps > 0):

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from infermeter.scenarios.base import Budget, Load, MeasureStart, ScenarioResult
+from infermeter.scenarios.base import Budget, Load, MeasureStart, ScenarioResult, ServerStats
 from infermeter.scenarios.closed_loop import warm_up
 from infermeter.scenarios.measure import StopRule, build_result
 from infermeter.scenarios.stats import percentile, poisson_schedule
@@ -134,20 +134,12 @@ def run_server(load: Load, budget: Budget, *, target_qps: float, latency_bound_m
         raise RuntimeError(f"server: none of {issued} requests completed ({dropped[0]} dropped)")
     t_end = max(issue_end, float(done[ok].max()))
     lags = np.asarray(lags_ms)
-    extra = dict(warm)
-    extra.update({
-        "target_qps": target_qps,
-        "offered_qps": issued / (issue_end - t_start),
-        "issued": issued,
-        "planned": n_planned,
-        "dropped": dropped[0],
-        "late_dispatches": int((lags > LATE_DISPATCH_MS).sum()),
-        "dispatch_lag_ms_p99": percentile(lags, 99),
-        "dispatch_lag_ms_max": float(lags.max()),
-        "queue_wait_ms_mean": float(np.mean(started[ok] - scheduled[ok]) * 1e3),
-        "service_ms_mean": float(np.mean(done[ok] - started[ok]) * 1e3),
-        "seed": seed,
-    })
+    server = ServerStats(
+        offered_qps=issued / (issue_end - t_start), issued=issued, planned=n_planned, dropped=dropped[0],
+        late_dispatches=int((lags > LATE_DISPATCH_MS).sum()), dispatch_lag_ms_p99=percentile(lags, 99),
+        dispatch_lag_ms_max=float(lags.max()),
+        queue_wait_ms_mean=float(np.mean(started[ok] - scheduled[ok]) * 1e3),
+        service_ms_mean=float(np.mean(done[ok] - started[ok]) * 1e3))
     return build_result("server", issue_s=scheduled[ok], done_s=done[ok], t_start=t_start, t_end=t_end,
                         batch_size=load.batch_size, streams=n_workers, latency_bound_ms=latency_bound_ms,
-                        stop=stop, extra=extra, bound_needs_no_drops=True, throughput_in_ci=False)
+                        stop=stop, warmup=warm, server=server, throughput_in_ci=False)
