@@ -300,3 +300,20 @@ def test_engine_knobs_the_tuner_varies_reach_the_engine(tmp_path):
     ov = next(v["settings"] for k, v in facts.items() if k.startswith("openvino/"))
     assert (ort["execution_mode"], ort["graph_optimization_level"]) == ("ORT_PARALLEL", "ORT_ENABLE_BASIC")
     assert ov["performance_hint"] == "THROUGHPUT" and "--ov-hint" in ov["offline_api"]
+
+
+@pytest.mark.slow
+def test_tune_on_the_ray_fleet_writes_a_front_per_device(tmp_path):
+    """--address local: this machine's CPU is the fleet's device; its search runs as one Ray task on it (trials
+    in sequence) and its folder comes back with the front."""
+    pytest.importorskip("ray")
+    res = tune(MLP, "--engines", "onnxruntime", "--batch-sizes", "4", "--num-threads", "1", "--budget-s", "6",
+               "--address", "local", "--results-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), *QUICK)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (folder,) = [p.parent for p in (tmp_path / "r").glob("*/*/front.csv")]
+    for name in ("tune.db", "front.html", "best.yaml", "tune_points.csv"):
+        assert (folder / name).is_file(), name
+    rows = [r for r in read_results(folder / "results.csv") if r["trial"]]
+    assert rows and all(r["device_name"] == folder.name for r in rows)
+    assert len({(r["trial"], r["stage"]) for r in rows}) == len(rows)  # each trial measured once per stage
+    assert f"{folder.name}: tune:" in res.stdout and str(folder) in res.stdout

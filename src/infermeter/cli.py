@@ -93,6 +93,11 @@ def add_tune_options(parser: argparse.ArgumentParser) -> None:
                         help="timed seconds per screened trial (the front is re-measured with the CI stop; default 2)")
     parser.add_argument("--sampler", default="tpe", choices=SAMPLERS,
                         help="Optuna's multi-objective TPE or NSGA-II, both with constraints (default tpe)")
+    parser.add_argument("--address", help="search every device of this Ray cluster (host:port, auto, or local), "
+                                          "one trial per device at a time, one front per device")
+    parser.add_argument("--per", default="accelerator-type", choices=("accelerator-type", "node", "gpu"),
+                        help="with --address: what one device is (as `infermeter fleet --per`)")
+    parser.add_argument("--devices", type=_typed(name_list, "--devices"), help="with --address: only these devices")
 
 
 TUNE_FLAGS = ("budget_s", "objectives", "max_p99_ms", "min_throughput", "min_agreement", "pick", "screen_time_s",
@@ -212,7 +217,8 @@ def cmd_fleet(args, argv) -> int:
 def cmd_tune(args, argv) -> int:
     from infermeter.tune.cli import tune_main
 
-    return tune_main(config_from_args(args, argv), {k: getattr(args, k) for k in TUNE_FLAGS})
+    return tune_main(config_from_args(args, argv),
+                     {k: getattr(args, k) for k in (*TUNE_FLAGS, "address", "per", "devices")})
 
 
 def cmd_prepare(args, argv) -> int:

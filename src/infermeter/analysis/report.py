@@ -87,7 +87,8 @@ def results_table(rows: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 
 def _graph(r) -> str:
     """The graph the engine ran: its node count and source (results older than the graph-form columns: –)."""
-    if r.get("graph_export") == OLD_EXPORT:
+    export = r.get("graph_export")
+    if isinstance(export, str) and export == OLD_EXPORT:  # an empty cell may read as NA, which has no truth value
         return "old export"
     nodes = r.get("graph_nodes")
     if nodes is None or pd.isna(nodes):

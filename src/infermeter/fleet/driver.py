@@ -118,6 +118,25 @@ def connect(ray, address: str, cfg: RunConfig) -> None:
         raise BadInput(f"--address {address}: cannot join a Ray cluster ({first})") from None
 
 
+def device_task_options(dev: FleetDevice) -> dict:
+    """Ray options of the one task that holds a device: its CPU resource or one GPU of its type, on its node."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    # Ray sets OMP_NUM_THREADS=1 in a task without CPUs unless it is set: set it empty, and the task
+    # drops it, so the sweep's workers get the environment of a local run
+    opts: dict = {"num_cpus": 0, "max_retries": 0, "name": f"infermeter-{dev.folder}",
+                  "runtime_env": {"env_vars": {"OMP_NUM_THREADS": ""}}}
+    if dev.kind == "cpu":
+        opts["resources"] = {dev.resource: 1}
+    else:
+        opts["num_gpus"] = 1
+        if dev.accelerator_type != "GPU":
+            opts["accelerator_type"] = dev.accelerator_type
+    if dev.node_id:
+        opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(dev.node_id, soft=False)
+    return opts
+
+
 class Fleet:
     def __init__(self, cfg: RunConfig, opts: FleetOptions):
         if cfg.gpu_id is not None:
@@ -173,23 +192,10 @@ class Fleet:
 
     # ---- the cluster --------------------------------------------------------------------------------
     def submit(self, ray, dr: DeviceRun, queue) -> None:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         from infermeter.fleet.node import run_device
 
         dev = dr.dev
-        # Ray sets OMP_NUM_THREADS=1 in a task without CPUs unless it is set: set it empty, and the task
-        # drops it, so the sweep's workers get the environment of a local run
-        opts: dict = {"num_cpus": 0, "max_retries": 0, "name": f"infermeter-{dev.folder}",
-                      "runtime_env": {"env_vars": {"OMP_NUM_THREADS": ""}}}
-        if dev.kind == "cpu":
-            opts["resources"] = {dev.resource: 1}
-        else:
-            opts["num_gpus"] = 1
-            if dev.accelerator_type != "GPU":
-                opts["accelerator_type"] = dev.accelerator_type
-        if dev.node_id:
-            opts["scheduling_strategy"] = NodeAffinitySchedulingStrategy(dev.node_id, soft=False)
+        opts = device_task_options(dev)
         same_node = [d for d in self.runs if d.dev.node_id and d.dev.node_id == dev.node_id and d.dev.kind == "cuda"]
         cfg = replace(self.cfg, parallel_gpus=self.cfg.parallel_gpus and dev.kind == "cuda" and len(same_node) > 1)
         device = {"label": dev.label, "kind": dev.kind, "gpu_id": dev.gpu_index}

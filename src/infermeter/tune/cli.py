@@ -20,6 +20,10 @@ def tune_main(cfg: RunConfig, flags: dict) -> int:
     from infermeter.tune.study import Tuner
 
     opts = options_from_flags(flags)
+    if flags.get("address"):
+        from infermeter.tune.fleet import run_fleet_tune
+
+        return run_fleet_tune(cfg, opts, flags["address"], flags["per"], flags["devices"])
     outcome = Tuner(cfg, opts).run()
     paths = write_outputs(outcome, cfg, opts)
     print_front(outcome, paths)

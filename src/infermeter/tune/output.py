@@ -201,7 +201,7 @@ def best_config(cfg: RunConfig, point: Point, device_kind: str, target_ci: float
 def best_yaml(cfg: RunConfig, point: Point, outcome, how: str, target_ci: float, gpu_index: int | None) -> str:
     import yaml
 
-    lines = [f"# infermeter tune: the {how} point of the front in {outcome.out_dir}",
+    lines = [f"# infermeter tune: the {how} point of the front in {outcome.out_dir.parent.name}/{outcome.out_dir.name}",
              f"# trial {point.trial} ({point.stage}): " + ", ".join(
                  f"{o.label} {v:.4g}" for o, v in zip(outcome.objectives, point.values, strict=True)),
              "# reproduce it with: infermeter run --config best.yaml"]
