@@ -13,11 +13,12 @@ from _tiny_models import TinyCNN, TinyCNNOnnxOnly, build_store, reference_float6
 
 from infermeter.check import compare
 from infermeter.config import RunConfig
+from infermeter.device import cpu_has_bf16, cpu_has_vnni
 from infermeter.engines import EngineContext, EngineOptions, get_engine, load_all
 from infermeter.errors import BadInput
 from infermeter.models.base import ModelOptions
 from infermeter.models.keras_apps import MobileNetV3Large, ResNet50
-from infermeter.quantization import cpu_has_vnni, input_sets, item_hash, qdq_artifact_name
+from infermeter.quantization import input_sets, item_hash, qdq_artifact_name
 
 CALIB = 16
 HELD = 24
@@ -225,8 +226,6 @@ def test_openvino_bf16_runs_in_bf16_where_the_cpu_has_native_bf16(tiny):
     """Where the CPU reports AVX512-BF16 or AMX-BF16, OpenVINO must offer bf16, compile in it and pass the
     bf16 gate; on a CPU without them the row is skipped with OpenVINO's capabilities as the reason."""
     pytest.importorskip("openvino")
-    from infermeter.quantization import cpu_has_bf16
-
     model, store, inputs, reference = tiny
     ok, why = get_engine("openvino").supports(model, "bf16", "cpu")
     if cpu_has_bf16():
@@ -247,8 +246,6 @@ def test_torch_bf16_on_a_cpu_with_native_bf16_passes_and_says_so(tiny, name):
     AMX-BF16) oneDNN must report bf16 support and the gate must pass. Skipped on a CPU without them (there
     autocast still runs, emulated, as test_torch_bf16_autocast_passes_the_bf16_gate checks)."""
     pytest.importorskip("torch")
-    from infermeter.quantization import cpu_has_bf16
-
     if not cpu_has_bf16():
         pytest.skip("this CPU reports neither avx512_bf16 nor amx_bf16")
     model = TinyCNN()

@@ -71,6 +71,38 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
+# ---- CPU capabilities ------------------------------------------------------------------------------------
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def is_x86() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+
+
+def cpu_has_vnni() -> bool:
+    """Whether the CPU reports VNNI (AVX512-VNNI or AVX-VNNI), read from /proc/cpuinfo; False elsewhere."""
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni"})
+
+
+#: flags of native bfloat16 arithmetic: AVX512-BF16 (dot products, conversions), AMX-BF16 (tiles)
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether the CPU reports native bfloat16 arithmetic (BF16_FLAGS), read from /proc/cpuinfo."""
+    return bool(cpu_flags() & set(BF16_FLAGS))
+
+
 def resolve_device(device: str, gpu_id: int | None) -> DeviceInfo:
     """Turn --device/--gpu-id into a DeviceInfo, or raise BadInput before anything runs."""
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from infermeter.device import cpu_has_vnni, is_x86
 from infermeter.errors import BadInput
 
 DEFAULT_CALIBRATION_ITEMS = 64
@@ -46,40 +47,8 @@ def qdq_settings(flavour: str) -> dict:
             "per_channel": True, "weight_symmetric": True, "calibrate_method": ORT_CALIBRATION}
 
 
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def cpu_has_vnni() -> bool:
-    """Whether the CPU reports VNNI (AVX512-VNNI or AVX-VNNI), read from /proc/cpuinfo; False elsewhere."""
-    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni"})
-
-
-#: flags of native bfloat16 arithmetic: AVX512-BF16 (dot products, conversions), AMX-BF16 (tiles)
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def cpu_has_bf16() -> bool:
-    """Whether the CPU reports native bfloat16 arithmetic (BF16_FLAGS), read from /proc/cpuinfo."""
-    return bool(cpu_flags() & set(BF16_FLAGS))
-
-
-def _is_x86() -> bool:
-    import platform
-
-    return platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
-
-
 def ort_cpu_qdq_flavour() -> str:
-    return "u8s8-r7" if _is_x86() and not cpu_has_vnni() else "u8s8"
+    return "u8s8-r7" if is_x86() and not cpu_has_vnni() else "u8s8"
 
 
 # oneDNN's instruction-set caps (ONEDNN_MAX_CPU_ISA) below its first VNNI level: with one of them set,
@@ -98,7 +67,7 @@ def onednn_int8_saturates() -> bool:
     without VNNI; with VNNI 23.5 and 29.6 dB."""
     import os
 
-    if not _is_x86():
+    if not is_x86():
         return False
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
     return not cpu_has_vnni() or cap in ONEDNN_ISAS_WITHOUT_VNNI
