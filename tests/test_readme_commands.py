@@ -48,7 +48,7 @@ TINY_MODEL_SETTINGS = {"bert_base_sentiment": {"model_extra": {"layers": 2, "hid
 PLACEHOLDER_ONNX = "path/model.onnx"
 #: folders of the repository that lines name by relative path (linked into the private working folder)
 REPO_PATHS = ("models", "py_scripts", "benchmark_results_final")
-SWEEP_COMMANDS = ("run", "fleet")
+SWEEP_COMMANDS = ("run", "fleet", "tune")
 
 
 def _first(v: str) -> str:
@@ -68,6 +68,7 @@ FLAG_RULES = {
     "--streams": lambda v: ",".join(v.split(",")[:2]),
     "--time-s": lambda v: None,  # replaced by --iterations
     "--max-time-s": lambda v: "2",
+    "--budget-s": lambda v: "6",  # tune: a few trials
     "--seq-len": lambda v: "16",
     "--input-shapes": lambda v: TINY_SHAPE.get(v.replace(" ", ""), v),
 }
@@ -161,6 +162,10 @@ def rewrite(line: str, onnx_path: str, workdir: Path | None = None) -> tuple[lis
             for flag, value in QUICK.items():
                 if flag not in args and not (flag == "--iterations" and "--target-ci" in args):
                     args += [flag, value]
+            if command == "tune":  # a few short trials; the front re-measured briefly
+                for flag, value in (("--budget-s", "6"), ("--screen-time-s", "0.5"), ("--max-time-s", "2")):
+                    if flag not in args:
+                        args += [flag, value]
             args.append("--quiet")
     return argv + args, expect
 
