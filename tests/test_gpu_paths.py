@@ -276,21 +276,12 @@ def test_a_compile_at_the_first_call_is_compile_s_not_the_checks(tmp_path):
 
 
 # ---- on a GPU (skipped without one) ----------------------------------------------------------------
-def _gpu_or_skip():
-    from infermeter.device import nvml_gpus
-
-    names, why = nvml_gpus()
-    if not names:
-        pytest.skip(f"no NVIDIA GPU: {why}")
-
-
 @pytest.mark.gpu
 def test_the_worker_sees_the_board_nvml_meters():
     import os
     import subprocess
     import sys
 
-    _gpu_or_skip()
     pytest.importorskip("torch")
     from infermeter.device import resolve_device
 
@@ -305,7 +296,6 @@ def test_the_worker_sees_the_board_nvml_meters():
 
 @pytest.mark.gpu
 def test_torch_fp32_is_ieee_and_tf32_rounds_on_cuda():
-    _gpu_or_skip()
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("this torch has no CUDA")
@@ -339,7 +329,6 @@ def test_torch_fp32_is_ieee_and_tf32_rounds_on_cuda():
 
 @pytest.mark.gpu
 def test_onnxruntime_cuda_session_reports_tf32_off_and_exhaustive_search(tmp_path):
-    _gpu_or_skip()
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     from _tiny_models import TinyCNN, build_store, reference_float64
@@ -366,7 +355,6 @@ def test_onnxruntime_cuda_session_reports_tf32_off_and_exhaustive_search(tmp_pat
 def test_real_power_field_follows_the_architecture():
     import os
 
-    _gpu_or_skip()
     import pynvml
 
     from infermeter.telemetry.nvml import open_nvml

@@ -200,11 +200,9 @@ def test_tensorrt_is_unavailable_here_with_a_reason():
     assert not ok and "cpu" in why
 
 
-@pytest.mark.parametrize("name", ["onnxruntime", "openvino"])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.engines(n)) for n in ("onnxruntime", "openvino")])
 def test_missing_onnx_artifact_is_a_clear_error(tmp_path, name):
     engine_cls = get_engine(name)
-    if not engine_cls.available()[0]:
-        pytest.skip(engine_cls.available()[1])
     empty = ArtifactStore(tmp_path, "no-export")
     with pytest.raises(EngineUnavailable, match="model.onnx"):
         engine_cls(EngineContext("cpu", num_threads=1)).prepare(TinyCNN(), empty, "fp32", 8)
@@ -218,12 +216,8 @@ def test_engine_modules_import_no_framework():
     assert out.strip() == ""
 
 
-# ---- GPU (skipped without one) ----------------------------------------------------------------------
-gpu = pytest.mark.skipif(not HAS_GPU, reason="no NVIDIA GPU: " + (nvml_gpus()[1] or "none"))
-
-
+# ---- GPU (the gpu marker skips without one: conftest.py) ------------------------------------------------
 @pytest.mark.gpu
-@gpu
 @pytest.mark.parametrize("precision,io", [("fp32", "host"), ("fp16", "device")])
 def test_onnxruntime_cuda_matches_reference(tiny, precision, io):
     model, store, inputs, reference = tiny
@@ -241,14 +235,11 @@ def test_onnxruntime_cuda_matches_reference(tiny, precision, io):
 
 
 @pytest.mark.gpu
-@gpu
+@pytest.mark.engines("tensorrt")
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_tensorrt_matches_reference(tiny, precision):
     model, store, inputs, reference = tiny
     engine_cls = get_engine("tensorrt")
-    ok, why = engine_cls.available()
-    if not ok:
-        pytest.skip(why)
     engine = engine_cls(EngineContext("cuda", gpu_id=0))
     engine.prepare(model, store, precision, max_batch=8)
     result = compare(reference, engine.to_numpy(engine.infer(engine.stage(inputs))), precision)

@@ -122,10 +122,12 @@ def test_torch_compile_compiles_once_per_batch_or_once_in_all(tiny, shape_mode):
         run_batch(engine, tiny, batch)
     for batch in batches:  # again: nothing recompiles
         run_batch(engine, tiny, batch)
+    formats = len(engine.compiled)  # a conv model: compiled contiguous and channels_last, the faster kept
+    assert formats == 2 and set(engine.info["memory_format"]) == {str(engine.shape_key(b)) for b in batches}
     if shape_mode == "static":
-        assert engine.graphs == {2: 1, 3: 1}
+        assert engine.graphs == {2: formats, 3: formats}
     else:
-        assert engine.graphs == {DYNAMIC: 1}
+        assert engine.graphs == {DYNAMIC: formats}
     assert engine.info["dynamic"] is (shape_mode == "dynamic")
 
 
@@ -138,11 +140,11 @@ def test_torchscript_traces_once_per_batch_or_once_in_all(tiny, shape_mode):
     if shape_mode == "static":
         assert traced == {str(b): [f"({b}, 3, 32, 32)"] for b in (4, *BATCHES)}
         assert set(engine.compile_s) == {4, *BATCHES} and all(s > 0 for s in engine.compile_s.values())
-        assert len({id(fn) for fn in engine.by_shape.values()}) == 3  # a traced module per batch size
+        assert len({id(fn) for fn, _ in engine.by_shape.values()}) == 3  # a traced module per batch size
     else:
         assert traced == {DYNAMIC: ["(2, 3, 32, 32)"]}  # batch 2: the traced graph keeps the batch axis general
         assert list(engine.compile_s) == [DYNAMIC]
-    assert engine.fn is engine.by_shape[engine.shape_key(BATCHES[-1])]
+    assert (engine.fn, engine.active_format) == engine.by_shape[engine.shape_key(BATCHES[-1])]
 
 
 @pytest.fixture(scope="module")

@@ -193,8 +193,6 @@ def test_a_server_cell_at_an_unreachable_rate_says_what_it_dropped(tmp_path):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not __import__("infermeter.device", fromlist=["nvml_gpus"]).nvml_gpus()[0],
-                    reason="no NVIDIA GPU (NVML)")
 def test_torch_on_cuda_sweep_with_energy(tmp_path):
     """The whole GPU path through the sweep: --gpu-id, CUDA synchronisation, the H2D/compute/D2H split,
     NVML energy (with the energy pass for a short window), idle baseline, memory peaks."""

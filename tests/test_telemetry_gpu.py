@@ -18,9 +18,7 @@ pytestmark = pytest.mark.gpu
 @pytest.fixture(scope="module")
 def gpu_device() -> DeviceInfo:
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # torch's cuda:0 is then NVML's index 0
-    names, why = nvml_gpus()
-    if not names:
-        pytest.skip(f"no GPU: {why}")
+    names, _ = nvml_gpus()  # the gpu marker skipped this module where there is none (conftest.py)
     return DeviceInfo("cuda", names[0], 0)
 
 

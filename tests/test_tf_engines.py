@@ -98,16 +98,10 @@ def test_cuda_without_gpu_says_why(setup):
         prepared("tf", setup, device="cuda")
 
 
-def _need_gpu():
-    if not nvml_gpus()[0]:
-        pytest.skip(f"no GPU: {nvml_gpus()[1]}")
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp32", "tf32", "fp16"])
 @pytest.mark.parametrize("name", ENGINES)
 def test_engine_on_gpu(name, precision, setup):
-    _need_gpu()
     import tensorflow as tf
 
     _, _, inputs, reference, _ = setup

@@ -74,6 +74,35 @@ def test_torch_compile_cpu_compiles_at_first_call_and_matches(tmp_path):
         assert check.status == "pass", check.detail
 
 
+@pytest.mark.parametrize("name", ["torch", "torchscript", "torch-compile"])
+def test_ingestion_path_and_memory_format_are_probed_and_recorded(tiny, name):
+    """A conv model: the path the module came by, and per activated batch size the probe of contiguous vs
+    channels_last, whose faster format serves it and whose time is part of the compile."""
+    from infermeter.engines import torch_common as tc
+
+    model, store, inputs, reference = tiny
+    engine = prepared(name, model, store)
+    ingestion = engine.info["ingestion"]
+    assert ingestion["path"] == ("the model's own torch source" if "torch" in model.sources
+                                 else "onnx2torch of model.onnx")
+    assert ingestion["memory_format"] == tc.MEMORY_FORMAT_RULE
+    batch = 5  # no other torch-compile test compiles TinyCNN at 5: TorchDynamo's cache outlives an engine
+    engine.activate(batch)
+    probe = engine.info["memory_format"][str(batch)]
+    medians = probe["probe_median_ms"]
+    assert set(medians) == {tc.CONTIGUOUS, tc.CHANNELS_LAST} and all(v > 0 for v in medians.values())
+    assert probe["chosen"] == engine.active_format == min(medians, key=medians.get)
+    assert probe["probe_rounds"] >= tc.PROBE_MIN_ROUNDS and engine.active_compile_s >= probe["probe_s"] > 0
+    rows = {k: v[:batch] for k, v in inputs.items()}
+    result = compare(reference[:batch], engine.to_numpy(engine.infer(engine.stage(rows))), "fp32")
+    assert result.status == "pass", result.detail
+    if name == "torch":  # the format not chosen computes the same function too
+        other = tc.CHANNELS_LAST if engine.active_format == tc.CONTIGUOUS else tc.CONTIGUOUS
+        engine.fn, engine.active_format = engine._format_module(other), other
+        result = compare(reference[:batch], engine.to_numpy(engine.infer(engine.stage(rows))), "fp32")
+        assert result.status == "pass", (other, result.detail)
+
+
 class TwoInputModel(Model):
     """forward(scale, ids) while the specs list ids first: the engine must pass inputs by forward's names;
     integer ids must stay integers."""
@@ -116,6 +145,7 @@ def test_inputs_follow_forward_parameter_names(tmp_path, name):
     reference = model.table().astype(np.float64)[inputs["ids"]].sum(axis=1) * inputs["scale"]
     engine = prepared(name, model, ArtifactStore(tmp_path, model.key()))
     assert engine.info["input_order"] == ["scale", "ids"]
+    assert engine.info["ingestion"]["memory_format"].startswith("contiguous (not probed: no 2-D convolution")
     result = compare(reference, engine.to_numpy(engine.infer(engine.stage(inputs))), "fp32", task="generic")
     assert result.status == "pass", result.detail
 
@@ -134,11 +164,7 @@ def test_unsupported_combinations_say_why():
 
 
 # ---- GPU (skipped without one) ----------------------------------------------------------------------
-gpu = pytest.mark.skipif(not HAS_GPU, reason="no NVIDIA GPU: " + (nvml_gpus()[1] or "none"))
-
-
 @pytest.mark.gpu
-@gpu
 @pytest.mark.parametrize("name", ["torch", "torchscript"])
 @pytest.mark.parametrize("precision,io", [("fp32", "host"), ("fp16", "host"), ("fp16", "device")])
 def test_cuda_engine_matches_reference(tiny, name, precision, io):

@@ -210,10 +210,8 @@ def test_check_off_times_without_checking(tmp_path):
         assert r["max_abs_err"] is None and float(r["throughput_items_s"]) > 0
 
 
+@pytest.mark.engines("torch")
 def test_converter_failure_names_the_operator_and_other_engines_go_on(tmp_path):
-    here = _engines_here()
-    if "torch" not in here:
-        pytest.skip("torch is not installed")
     status, rows, _ = run_cli(tmp_path, hardmax_head(tmp_path / "hardmax.onnx"), engines=["onnxruntime", "torch"])
     by_engine = {r["engine"]: r for r in rows}
     assert by_engine["torch"]["status"] == "failed"

@@ -8,6 +8,13 @@ order of the module's forward parameters when they carry the input names, else i
 bf16 runs the fp32 module under torch.autocast(bfloat16) on the CPU and the GPU (torch and
 torch-compile).
 
+Memory format: for a module with 2-D convolutions fed 4-D float inputs, each activated batch size runs a
+short interleaved probe of the module and its inputs as they are (contiguous, NCHW) against a
+channels_last copy (NHWC, the layout oneDNN and cuDNN convolutions prefer), each as the engine runs it
+(eager, traced, compiled), and keeps the faster. The probe is part of that batch size's compile_s; the
+choice and the medians are in info["memory_format"]. Inputs are converted to channels_last inside the
+timed call, as a user holding NCHW data would.
+
 On CUDA the module lives on cuda:0 (the worker sets CUDA_VISIBLE_DEVICES). `stage` gives resident
 device tensors with --io device, else pinned host tensors that `infer` copies inside the timed call.
 `infer` returns host numpy arrays after the device is synchronised.
@@ -27,6 +34,15 @@ import numpy as np
 
 from infermeter.engines.base import STAGE_SPLIT_CUDA_EVENTS, Engine, Stopwatch, modules_missing
 from infermeter.engines.onnx_common import feed_names, onnx_input_names, onnx_path_of
+
+CONTIGUOUS, CHANNELS_LAST = "contiguous", "channels_last"
+#: the memory-format probe: interleaved rounds (one call of each format) until PROBE_S seconds have passed,
+#: at least PROBE_MIN_ROUNDS and at most PROBE_MAX_ROUNDS, after PROBE_WARM unmeasured calls of each
+PROBE_S, PROBE_MIN_ROUNDS, PROBE_MAX_ROUNDS, PROBE_WARM = 0.5, 3, 30, 2
+MEMORY_FORMAT_RULE = (f"probed at each batch size's activation where the module has 2-D convolutions and a 4-D float "
+                      f"input: contiguous vs channels_last (module and inputs) as the engine runs them, "
+                      f"{PROBE_WARM} unmeasured calls each, then interleaved rounds of one call each (at least "
+                      f"{PROBE_MIN_ROUNDS}, until {PROBE_S:g} s or {PROBE_MAX_ROUNDS} rounds); the lower median wins")
 
 
 def _torch_has_cuda_build() -> bool:
@@ -140,6 +156,15 @@ class TorchEngineBase(Engine):
             for p in module.parameters():
                 p.requires_grad_(False)
         self.module = module
+        self.formats = {CONTIGUOUS: module}  # memory format -> module in it (channels_last made at its probe)
+        self.active_format = CONTIGUOUS
+        self.probe_formats = self._has_conv_4d(module, model) and precision != "int8"
+        self.info["ingestion"] = {"path": "the model's own torch source" if "torch" in model.sources
+                                  else "onnx2torch of model.onnx",
+                                  "memory_format": MEMORY_FORMAT_RULE if self.probe_formats else
+                                  "contiguous (not probed: " + ("the int8 program is exported as it is)"
+                                                                if precision == "int8" else
+                                                                "no 2-D convolution on a 4-D float input)")}
 
         fixed_batch = model.input_specs()[0].shape[0]
         self.fixed_batch = fixed_batch if fixed_batch > 0 else None
@@ -164,6 +189,57 @@ class TorchEngineBase(Engine):
             # autocast falls back to its reference kernels
             self.info["cpu_bf16"] = {"native": sorted(cpu_flags() & set(BF16_FLAGS)),
                                      "mkldnn_bf16_supported": bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())}
+
+    @staticmethod
+    def _has_conv_4d(module, model) -> bool:
+        """Whether channels_last can matter: the module has a 2-D convolution and a 4-D float input."""
+        import torch
+
+        inputs_4d = any(len(s.shape) == 4 and "float" in s.dtype for s in model.input_specs())
+        return inputs_4d and any(isinstance(m, torch.nn.Conv2d) for m in module.modules())
+
+    def _format_module(self, fmt: str):
+        """The module in memory format `fmt` (the channels_last copy made at its first use)."""
+        if fmt not in self.formats:
+            import copy
+
+            import torch
+
+            self.formats[fmt] = copy.deepcopy(self.module).to(memory_format=torch.channels_last)
+        return self.formats[fmt]
+
+    def probe_memory_format(self, key, batch: int, callables: dict) -> tuple:
+        """(callable, format) of the faster of `callables` (format -> what the engine runs in it) on a
+        batch of `batch` items: PROBE_WARM unmeasured calls of each, then interleaved rounds, the order
+        reversed every other round. Recorded in info["memory_format"][key]."""
+        import statistics
+        import time
+
+        staged = self.stage(self.model.make_batch(self.model.sample_pool(batch), batch, 0))
+
+        def run(fmt: str) -> None:
+            self.fn, self.active_format = callables[fmt], fmt
+            self._run_to_host(staged)
+
+        with Stopwatch() as sw:
+            for fmt in callables:
+                for _ in range(PROBE_WARM):
+                    run(fmt)
+            times: dict[str, list[float]] = {fmt: [] for fmt in callables}
+            rounds, t0 = 0, time.perf_counter()
+            while rounds < PROBE_MAX_ROUNDS and (rounds < PROBE_MIN_ROUNDS or time.perf_counter() - t0 < PROBE_S):
+                for fmt in (list(callables) if rounds % 2 == 0 else list(callables)[::-1]):
+                    t = time.perf_counter()
+                    run(fmt)
+                    times[fmt].append(time.perf_counter() - t)
+                rounds += 1
+        medians = {fmt: statistics.median(ts) * 1e3 for fmt, ts in times.items()}
+        best = min(callables, key=lambda fmt: medians[fmt])  # ties: contiguous, listed first
+        self.info.setdefault("memory_format", {})[str(key)] = {
+            "chosen": best, "batch": batch, "probe_median_ms": {k: round(v, 4) for k, v in medians.items()},
+            "probe_rounds": rounds, "probe_s": round(sw.s, 3)}
+        self.fn, self.active_format = callables[best], best
+        return callables[best], best
 
     @staticmethod
     def _ordered_names(module, names: list[str]) -> list[str]:
@@ -208,7 +284,13 @@ class TorchEngineBase(Engine):
         return tuple(tensors)
 
     def _device_args(self, staged: tuple) -> tuple:
-        return tuple(t.to(self.device, non_blocking=True) for t in staged)
+        args = tuple(t.to(self.device, non_blocking=True) for t in staged)
+        if self.active_format == CHANNELS_LAST:
+            import torch
+
+            args = tuple(a.contiguous(memory_format=torch.channels_last) if a.dim() == 4 and a.is_floating_point()
+                         else a for a in args)
+        return args
 
     def _run_to_host(self, staged: tuple, stream=None) -> list[np.ndarray]:
         import torch
@@ -280,4 +362,4 @@ class TorchEngineBase(Engine):
         return torch.cuda.max_memory_allocated(self.device) / 2**20
 
     def close(self) -> None:
-        self.fn = self.module = None
+        self.fn = self.module = self.formats = None

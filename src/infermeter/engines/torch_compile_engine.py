@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from infermeter.engines.base import DYNAMIC, register_engine
-from infermeter.engines.torch_common import TorchEngineBase
+from infermeter.engines.torch_common import CHANNELS_LAST, CONTIGUOUS, TorchEngineBase
 
 RECOMPILE_LIMIT = 64  # compiled shapes per code object TorchDynamo keeps before falling back to eager
 
@@ -56,17 +56,28 @@ class TorchCompileEngine(TorchEngineBase):
         if not static:
             self.info["dynamic_note"] = ("one dynamic graph for batch sizes >= 2; batch 1 gets its own graph "
                                          "(TorchDynamo specialises sizes 0 and 1)")
-        return torch.compile(module, mode=mode, dynamic=not static)
+        self.compiled = {CONTIGUOUS: torch.compile(module, mode=mode, dynamic=not static)}  # memory format ->
+        return self.compiled[CONTIGUOUS]
+
+    def _compiled(self, fmt: str):
+        """torch.compile of the module in memory format `fmt` (made at its first use)."""
+        if fmt not in self.compiled:
+            import torch
+
+            self.compiled[fmt] = torch.compile(self._format_module(fmt), mode=self.info["compile_mode"],
+                                               dynamic=self.info["dynamic"])
+        return self.compiled[fmt]
 
     def activate(self, batch: int) -> None:
         """Compile for this shape now (torch.compile compiles at the first call), so the compile is timed
-        into compile_s, not into the first measured call."""
+        into compile_s, not into the first measured call. Where the memory format is probed, the module is
+        compiled in both formats and the faster serves this shape (the probe is part of compile_s)."""
         self.batch = batch
         if self.shape_mode == "dynamic" and batch == 1:
             key = 1  # TorchDynamo specialises batch 1 even in a dynamic graph
         else:
             key = self.shape_key(batch)
-        self.compiled_for(key, self._compile_shape)
+        self.fn, self.active_format = self.compiled_for(key, self._compile_shape)
 
     def _compile_shape(self, key):
         from torch._dynamo.utils import counters
@@ -74,10 +85,17 @@ class TorchCompileEngine(TorchEngineBase):
         batch = max(2, self.max_batch) if key == DYNAMIC else key
         staged = self.stage(self.model.make_batch(self.model.sample_pool(batch), batch, 0))
         before = counters["stats"]["unique_graphs"]
-        self._run_to_host(staged)
+        if not self.probe_formats:
+            self._run_to_host(staged)
+            result = (self.fn, self.active_format)
+        else:
+            for fmt in (CONTIGUOUS, CHANNELS_LAST):
+                self.fn, self.active_format = self._compiled(fmt), fmt
+                self._run_to_host(staged)  # compiles this format's graph
+            result = self.probe_memory_format(key, batch, {fmt: self.compiled[fmt] for fmt in self.compiled})
         self.graphs[key] = counters["stats"]["unique_graphs"] - before
         self.info["graphs_compiled"][str(key)] = self.graphs[key]
-        return key
+        return result
 
     def _int8_callable(self, module, example_args: tuple):
         """PT2E: export, insert the X86InductorQuantizer's observers, calibrate, convert, compile with

@@ -6,7 +6,7 @@ from __future__ import annotations
 import warnings
 
 from infermeter.engines.base import DYNAMIC, register_engine
-from infermeter.engines.torch_common import TorchEngineBase
+from infermeter.engines.torch_common import CHANNELS_LAST, CONTIGUOUS, TorchEngineBase
 
 
 @register_engine
@@ -27,20 +27,29 @@ class TorchScriptEngine(TorchEngineBase):
 
     def activate(self, batch: int) -> None:
         """Trace, freeze and optimize for this batch size (static) or once for all (dynamic, traced at a
-        batch of 2 so the batch axis stays general), timed into compile_s."""
+        batch of 2 so the batch axis stays general), timed into compile_s; where the memory format is
+        probed, both formats are traced and the faster kept (the probe is part of compile_s)."""
         self.batch = batch
-        self.fn = self.compiled_for(self.shape_key(batch), self._trace_shape)
+        self.fn, self.active_format = self.compiled_for(self.shape_key(batch), self._trace_shape)
 
     def _trace_shape(self, key):
         batch = self.fixed_batch or (min(2, self.max_batch) if key == DYNAMIC else key)
-        example = self._device_args(self.stage(self.model.make_batch(self.model.sample_pool(batch), batch, 0)))
-        self.info["traced_input_shapes"][str(key)] = [str(tuple(t.shape)) for t in example]
-        fn, self.info["optimize_for_inference"][str(key)] = self._trace(self.module, example)
+        traced = {}
+        for fmt in ((CONTIGUOUS, CHANNELS_LAST) if self.probe_formats else (CONTIGUOUS,)):
+            self.active_format = fmt  # the example's inputs in this format
+            example = self._device_args(self.stage(self.model.make_batch(self.model.sample_pool(batch), batch, 0)))
+            self.info["traced_input_shapes"][str(key)] = [str(tuple(t.shape)) for t in example]
+            traced[fmt], optimized = self._trace(self._format_module(fmt), example)
+            self.info["optimize_for_inference"].setdefault(str(key), {})[fmt] = optimized
         if self.device.type == "cuda":
             import torch
 
             torch.cuda.synchronize()
-        return fn
+        if not self.probe_formats:
+            self.info["optimize_for_inference"][str(key)] = self.info["optimize_for_inference"][str(key)][CONTIGUOUS]
+            return traced[CONTIGUOUS], CONTIGUOUS
+        probe_batch = self.fixed_batch or (self.max_batch if key == DYNAMIC else key)
+        return self.probe_memory_format(key, probe_batch, traced)
 
     @staticmethod
     def _trace(module, example_args: tuple):
