@@ -2,8 +2,9 @@
 hypervolume.
 
 Dominance with ties: point A beats B on an objective only when their 95% intervals do not overlap; A
-dominates B when it beats B on some objective and B beats A on none. Two points whose intervals overlap
-on every objective are a tie and both stay on the front. The interval is the row's ci95_rel (the relative
+dominates B when it beats B on some objective and B beats A on none: a difference within the intervals is
+a tie (two points whose intervals overlap on every objective both stay on the front), and a point whose
+only advantages are ties gives way to one that is clearly better somewhere. The interval is the row's ci95_rel (the relative
 half-width of its mean latency/throughput) applied to each objective's value: the measured spread, the
 only one the row has. Only feasible points (check passed, constraints met) are ever on the front.
 """
@@ -70,11 +71,11 @@ def front(points: list[Point], objectives: list[Objective]) -> list[Point]:
         return []
     F = minimised(feas, objectives)
     H = half_widths(feas, F)
-    keep = []
-    for i, p in enumerate(feas):
-        if not any(j != i and clearly_dominates(F[j], F[i], H[j], H[i]) for j in range(len(feas))):
-            keep.append(p)
-    return keep
+    keep = [p for i, p in enumerate(feas)
+            if not any(j != i and clearly_dominates(F[j], F[i], H[j], H[i]) for j in range(len(feas)))]
+    # "clearly dominates" is not transitive across objectives: wide intervals can make a cycle that beats
+    # every point; the strict Pareto set is then the front
+    return keep or [p for p, m in zip(feas, strictly_non_dominated(F), strict=True) if m]
 
 
 def knee(members: list[Point], objectives: list[Objective]) -> Point | None:
