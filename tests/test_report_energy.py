@@ -81,6 +81,7 @@ def test_the_report_shows_bound_and_the_flags(h200_rows, tmp_path):
     assert bounds.count("host") == 1 and bounds.count("–") == len(body) - 1  # older rows carry none
     lines = energy_flag_lines(df)
     assert "Host-bound cells: 1" in lines and any("batch 2:" in ln for ln in lines)
+    assert not any("GPU boards" in ln for ln in lines)  # one board (the older rows carry no UUID)
 
     from pypdf import PdfReader
 
@@ -88,3 +89,9 @@ def test_the_report_shows_bound_and_the_flags(h200_rows, tmp_path):
     text = " ".join(" ".join(page.extract_text() for page in PdfReader(written["pdf"]).pages).split())
     assert "Energy cross-checks and host-bound cells" in text and "Energy and bound" in text
     assert "FLAG" in text and "Host-bound cells: 1" in text
+    # a second board in the same folder is said, so no ratio mixes boards unnoticed
+    for n, uuid in enumerate(("GPU-aaaa", "GPU-bbbb")):
+        ResultsCsv(folder / "results.csv").append({**{k: (v if v != "" else None) for k, v in row.items()},
+                                                   "cell_id": f"{row['cell_id']}_board{n}", "gpu_uuid": uuid})
+    lines = energy_flag_lines(load_results(folder))
+    assert any("rows from 2 GPU boards (GPU-aaaa, GPU-bbbb)" in ln for ln in lines)

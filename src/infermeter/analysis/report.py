@@ -249,6 +249,11 @@ def energy_flag_lines(df: pd.DataFrame) -> list[str]:
     for _, r in host.iterrows():
         lines.append(f"    {cell(r)}: GPU utilisation {_num(r['gpu_util_avg_pct'], '.0f')}%, busiest thread "
                      f"{_num(r['busiest_thread_cpu_pct'], '.0f')}% of a core")
+    for dev, rows in ok[ok["gpu_uuid"].notna()].groupby("device_label", sort=False):
+        boards = list(dict.fromkeys(rows["gpu_uuid"]))
+        if len(boards) > 1:  # two boards of one kind differ: compare cells of one board (gpu_uuid) only
+            lines += ["", f"{dev}: rows from {len(boards)} GPU boards ({', '.join(boards)}); ratios between "
+                          "cells of different boards compare boards as well as engines"]
     return lines
 
 
