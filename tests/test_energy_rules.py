@@ -218,6 +218,16 @@ def test_a_counter_that_never_moves_says_why():
         assert "too few" in mon.counter_info["why"] and mon.energy_window_needed_s(2.0) == 2.0
 
 
+def test_a_counter_read_that_fails_costs_the_probe_only():
+    class Failing(ScriptedBoard):
+        def energy_mj(self) -> int:
+            raise RuntimeError("NVML: GPU is lost")
+
+    with board_monitor(Failing(lambda t: IDLE_W)) as mon:
+        assert mon.measure_counter_period() is None
+        assert "GPU is lost" in mon.counter_info["why"] and mon.energy_window_needed_s(2.0) == 2.0
+
+
 @pytest.mark.slow
 def test_the_extended_window_holds_the_counter_error_within_1_percent():
     board = ScriptedBoard(lambda t: IDLE_W, step_s=STEP_S)

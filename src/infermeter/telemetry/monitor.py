@@ -129,12 +129,17 @@ class Monitor:
             return None
         times, values = [], []
         t_end = time.perf_counter() + max_s
-        while time.perf_counter() < t_end:
-            values.append(self._gpu.energy_mj())
-            times.append(time.perf_counter())
-            if sum(1 for a, b in zip(values, values[1:]) if a != b) >= COUNTER_PROBE_CHANGES:
-                break
-            time.sleep(0.001)
+        try:
+            while time.perf_counter() < t_end:
+                values.append(self._gpu.energy_mj())
+                times.append(time.perf_counter())
+                if sum(1 for a, b in zip(values, values[1:]) if a != b) >= COUNTER_PROBE_CHANGES:
+                    break
+                time.sleep(0.001)
+        except Exception as e:  # a failed read costs the probe, never the run: windows keep --energy-time-s
+            self.counter_info = {"update_period_ms": None, "why": f"counter read failed ({type(e).__name__}: {e}); "
+                                                                  "windows keep --energy-time-s"}
+            return None
         self.counter_period_s = ea.counter_update_period_s(times, values)
         changes = sum(1 for a, b in zip(values, values[1:]) if a != b)
         self.counter_info = {
