@@ -47,6 +47,17 @@ def test_old_rows_read_the_percentage_from_the_fraction(h200_rows):
     assert (measured["energy_trace_vs_counter_pct"] == 100 * measured["energy_trace_vs_counter_rel"]).all()
 
 
+def test_old_rows_read_the_stage_split_overhead_from_its_columns(h200_rows):
+    df = load_results(H200)
+    split = df[df["h2d_ms"].notna()]
+    assert not split.empty
+    for _, r in split.iterrows():
+        stages = r["h2d_ms"] + r["compute_ms"] + r["d2h_ms"]
+        assert r["stage_split_vs_e2e_pct"] == pytest.approx(100 * (stages / r["latency_ms_p50"] - 1))
+    cols, body = energy_check_table(df)
+    assert cols[-1] == "stages vs e2e (%)" and any(b[-1] != "–" for b in body)
+
+
 def test_cells_over_2_percent_are_flagged_and_no_others(h200_rows):
     expected = over_2_percent(h200_rows)
     assert expected  # the committed sweep has such cells (2 s windows against 20-100 ms counter steps)

@@ -92,6 +92,10 @@ def _read_results_csv(path: Path) -> pd.DataFrame:
     # rows written before energy_trace_vs_counter_pct hold the same figure as a fraction
     legacy = df["energy_trace_vs_counter_pct"].isna() & df["energy_trace_vs_counter_rel"].notna()
     df.loc[legacy, "energy_trace_vs_counter_pct"] = 100.0 * df.loc[legacy, "energy_trace_vs_counter_rel"]
+    # ... and before stage_split_vs_e2e_pct, the columns it is computed from
+    stages = df["h2d_ms"] + df["compute_ms"] + df["d2h_ms"]
+    legacy = df["stage_split_vs_e2e_pct"].isna() & stages.notna() & (df["latency_ms_p50"] > 0)
+    df.loc[legacy, "stage_split_vs_e2e_pct"] = 100.0 * (stages[legacy] / df.loc[legacy, "latency_ms_p50"] - 1.0)
     return df
 
 

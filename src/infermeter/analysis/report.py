@@ -207,9 +207,11 @@ def _text(v, width: int = 40) -> str:
 
 def energy_check_table(rows: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Per-device table of the GPU cells' energy cross-checks: utilisation, the busiest host thread, bound,
-    trace vs counter (FLAG above 2%), idle baseline and net energy (or why there is none)."""
+    trace vs counter (FLAG above 2%), idle baseline, net energy (or why there is none), and how far the
+    separate synchronised stage-split pass (h2d + compute + d2h) is from the timed run's median latency."""
     cols = ["engine", "precision", "scenario", "batch", "GPU util (%)", "busiest thread (% of a core)", "bound",
-            f"trace vs counter (%, FLAG > {TRACE_COUNTER_FLAG_PCT:g})", "idle (W)", "net energy (J) or why not"]
+            f"trace vs counter (%, FLAG > {TRACE_COUNTER_FLAG_PCT:g})", "idle (W)", "net energy (J) or why not",
+            "stages vs e2e (%)"]
     body = []
     gpu = rows[(rows["status"] == "ok") & (rows["device"] == "cuda")]
     for _, r in gpu.sort_values(["scenario", "engine", "precision", "batch_size"]).iterrows():
@@ -217,7 +219,8 @@ def energy_check_table(rows: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         net = _num(r["energy_net_j"], ".2f") if pd.notna(r["energy_net_j"]) else _text(r.get("energy_net_note"))
         body.append([str(r["engine"]), str(r["precision"]), str(r["scenario"]), batch,
                      _num(r["gpu_util_avg_pct"], ".0f"), _num(r["busiest_thread_cpu_pct"], ".0f"),
-                     _text(r["bound"]), _trace_counter(r), _num(r["power_idle_w"], ".1f"), net])
+                     _text(r["bound"]), _trace_counter(r), _num(r["power_idle_w"], ".1f"), net,
+                     _num(r["stage_split_vs_e2e_pct"], "+.0f")])
     return cols, body
 
 
