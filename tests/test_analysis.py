@@ -291,7 +291,7 @@ def test_rows_from_the_old_export_are_marked(two_result_dirs, tmp_path):
     info = json.loads((old / "run.json").read_text())
     for facts in info["artifacts"].values():
         assert facts["onnx_exporter"].startswith("tf2onnx") and facts.pop("onnx_passes")["failed"] == []
-    info["device_label"] = info["device"]["label"] = "cpu-old"
+    info["device_label"] = "cpu-old"  # the label the analysis reads (RunInfo.label)
     (old / "run.json").write_text(json.dumps(info))
     df = load_results([two_result_dirs[0], old])
     fresh, stale = df[df["results_dir"] != str(old)], df[df["results_dir"] == str(old)]

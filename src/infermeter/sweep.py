@@ -24,6 +24,7 @@ from infermeter.plan import Cell, Group, engine_key, plan
 from infermeter.protocol import BadInputFound, CellRow, DiskFull, GroupFailed, Info, Message, WorkerJob
 from infermeter.results.folder import ResultsFolder
 from infermeter.results.metadata import fingerprint
+from infermeter.results.run_info import RunInfo
 from infermeter.results.schema import ACCURACY, CHECK, CellIdentity
 from infermeter.supervisor import WorkerSupervisor
 
@@ -138,9 +139,10 @@ class Sweep:
                 entry["rows"] = self.row_counts({c.cell_id for c in cells})
 
     def write_run_json(self) -> None:
-        self.folder.write_run_json({"run_id": self.run_id, **self.fp, "device_label": self.device_label,
-                                    "parallel_gpus": self.cfg.parallel_gpus, "config": self.cfg.to_dict(),
-                                    **self.info})
+        info = RunInfo.from_dict({"run_id": self.run_id, **self.fp, "device_label": self.device_label,
+                                  "parallel_gpus": self.cfg.parallel_gpus, "config": self.cfg.to_dict(),
+                                  **self.info})
+        self.folder.write_run_json(info.to_dict())
 
     def skipped_row(self, group: Group, cell: Cell, reason: str) -> dict:
         ident = CellIdentity.of(run_id=self.run_id, cell=cell, model=group.model, engine=group.engine,

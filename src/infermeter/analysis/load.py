@@ -16,6 +16,7 @@ import pandas as pd
 
 from infermeter.errors import BadInput
 from infermeter.results import schema
+from infermeter.results.run_info import RunInfo
 from infermeter.results.writer import complete_lines
 
 # Columns that hold text (or true/false) in results.csv, and numeric ones, as the schema declares them.
@@ -69,8 +70,13 @@ def load_run_info(result_dir: PathLike) -> dict:
 
 
 def _device_label(result_dir: Path, info: dict) -> str:
-    dev = info.get("device") or {}
-    return str(dev.get("label") or info.get("device_label") or dev.get("name") or result_dir.name)
+    """The label the sweep wrote (RunInfo.label: --device-label, else the device's name), else the folder's."""
+    try:
+        return RunInfo.from_dict(info).label
+    except (TypeError, ValueError) as e:  # no run.json, or one this version cannot read
+        if info:
+            warnings.warn(f"{result_dir}/run.json: {e}; labelling the device by its folder name", stacklevel=3)
+        return result_dir.name
 
 
 def _read_results_csv(path: Path) -> pd.DataFrame:
@@ -143,7 +149,7 @@ def _graph_export(df: pd.DataFrame, info: dict) -> pd.Series:
     def state(r) -> object:
         shape = facts.get(r.get("input_shape")) or {}
         if r.get("engine") not in ONNX_FED_ENGINES or not str(shape.get("onnx_exporter", "")).startswith("tf2onnx"):
-            return pd.NA
+            return None  # (not pd.NA: comparisons with it would be NA, not False)
         return "clean" if "onnx_passes" in shape else OLD_EXPORT
     return df.apply(state, axis=1) if len(df) else pd.Series(dtype=object)
 

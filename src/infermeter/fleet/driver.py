@@ -20,6 +20,7 @@ from infermeter.errors import BadInput, StopSweep
 from infermeter.fleet import INSTALL_HINT, PER_CHOICES, RESOURCE_PREFIX
 from infermeter.fleet.devices import FleetDevice, discover, holders, select
 from infermeter.results.folder import ResultsFolder
+from infermeter.results.run_info import RunInfo
 from infermeter.results.writer import atomic_write_bytes, atomic_write_json, clean_for_json, read_results
 
 POLL_S = 0.25
@@ -180,9 +181,10 @@ class Fleet:
         if dr.run_doc is None:
             return
         dr.folder.run_id = dr.run_doc.get("run_id", dr.folder.run_id)  # each attempt is a run of its own
-        dr.folder.write_run_json({**dr.run_doc, "command": self.cfg.command or dr.run_doc.get("command"),
+        info = RunInfo.from_dict({**dr.run_doc, "command": self.cfg.command or dr.run_doc.get("command"),
                                   "fleet": {"address": self.opts.address, "per": self.opts.per,
                                             "device": asdict(dr.dev), "node": dr.node, "lost_nodes": dr.lost}})
+        dr.folder.write_run_json(info.to_dict())
 
     def fail_remaining(self, dr: DeviceRun, why: str) -> None:
         for cid in dr.remaining():
