@@ -145,8 +145,9 @@ def test_the_budget_is_held(tmp_path):
 @pytest.mark.slow
 def test_resume_after_kill_9_repeats_no_trial(tmp_path):
     results, cache = tmp_path / "r", tmp_path / "c"
-    args = [MLP, "--engines", "onnxruntime", "--budget-s", "120", "--results-dir", str(results),
-            "--cache-dir", str(cache), *QUICK]
+    # 9 points: 3 batch sizes x ONNX Runtime's 3 graph levels (one thread count, one execution mode)
+    args = [MLP, "--engines", "onnxruntime", "--batch-sizes", "1,2,4", "--num-threads", "1", "--ort-execution-mode",
+            "sequential", "--budget-s", "120", "--results-dir", str(results), "--cache-dir", str(cache), *QUICK]
     proc = subprocess.Popen([sys.executable, "-m", "infermeter", "tune", *args], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -171,9 +172,9 @@ def test_resume_after_kill_9_repeats_no_trial(tmp_path):
     configs = [(r["batch_size"], r["cell_id"].split("_t")[0], r["trial"]) for r in screened]
     assert len(set(trials)) == len(trials), trials  # no trial measured twice
     points = pd.read_csv(folder / "tune_points.csv")
-    assert not points.duplicated(["engine", "batch_size", "num_threads"]).any()
-    assert len(points) == len(screened) == 14, configs  # every point of the space, once (7 batch sizes x 2 thread counts)
-    assert "every one of the 14 points was measured" in res.stderr
+    assert not points.duplicated(["engine", "batch_size", "ort_graph_level"]).any()
+    assert len(points) == len(screened) == 9, configs  # every point of the space, once
+    assert "every one of the 9 points was measured" in res.stderr
     import optuna
 
     study = optuna.load_study(study_name="tune", storage=f"sqlite:///{folder / 'tune.db'}")
@@ -340,3 +341,24 @@ def test_limits_make_measured_points_infeasible(branchy_tune):
         assert all(flag in p.why_infeasible for p in pts if not p.feasible)
         members = front(pts, objs)
         assert members and all(p.feasible for p in members)
+
+
+@pytest.mark.slow
+def test_int8_competes_only_with_enough_agreement(tmp_path):
+    """int8 and fp32 of ONNX Runtime: the int8 point is measured and gated like any other, and is feasible only
+    when its top-1 agreement with fp32 on held-out inputs reaches --min-agreement."""
+    from infermeter.tune.objectives import Constraints
+
+    res = tune(MLP, "--engines", "onnxruntime", "--precisions", "fp32,int8", "--batch-sizes", "4", "--num-threads",
+               "1", "--ort-execution-mode", "sequential", "--ort-graph-level", "all", "--min-agreement", "1.0",
+               "--budget-s", "120", "--results-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), *QUICK)
+    folder = tune_folder(tmp_path / "r")
+    assert "every one of the 2 points was measured" in res.stderr
+    (int8,) = [r for r in read_results(folder / "results.csv") if r["precision"] == "int8" and r["stage"] == "screen"]
+    agreement = float(int8["top1_agreement_fp32"])
+    points = pd.read_csv(folder / "tune_points.csv").set_index("precision")
+    assert bool(points.loc["int8", "feasible"]) == (agreement >= 1.0)
+    if agreement < 1.0:
+        assert "--min-agreement" in points.loc["int8", "why_infeasible"] and not points.loc["int8", "on_front"]
+    assert Constraints(min_agreement=agreement).why_not(int8) is None  # at its own agreement it competes
+    assert Constraints(min_agreement=min(1.0, agreement + 1e-3)).why_not(int8) is not None or agreement == 1.0

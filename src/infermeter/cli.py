@@ -86,8 +86,9 @@ def add_tune_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-p99-ms", type=float, dest="max_p99_ms", help="constraint: p99 latency at most this")
     parser.add_argument("--min-throughput", type=float, dest="min_throughput",
                         help="constraint: throughput (items/s) at least this")
-    parser.add_argument("--min-agreement", type=float, dest="min_agreement",
-                        help="constraint for int8/bf16: top-1 agreement with fp32 on held-out inputs at least this")
+    parser.add_argument("--min-agreement", type=float, default=0.99, dest="min_agreement",
+                        help="constraint for int8/bf16: top-1 agreement with fp32 on held-out inputs at least this "
+                             "(default 0.99, as `infermeter report` ranks them)")
     parser.add_argument("--pick", default="knee", choices=PICKS, help="the front member best.yaml holds (default knee)")
     parser.add_argument("--screen-time-s", type=float, default=2.0, dest="screen_time_s",
                         help="timed seconds per screened trial (the front is re-measured with the CI stop; default 2)")

@@ -64,7 +64,7 @@ class Constraints:
 
     max_p99_ms: float | None = None
     min_throughput: float | None = None
-    min_agreement: float | None = None  # int8/bf16: top-1 agreement with fp32 on held-out inputs
+    min_agreement: float | None = 0.99  # int8/bf16: top-1 agreement with fp32 on held-out inputs (report's default)
 
     def __post_init__(self) -> None:
         for name in ("max_p99_ms", "min_throughput"):
