@@ -62,3 +62,19 @@ def test_wide_writes_every_reason_in_its_row(small_sweep, capsys):
         assert "[" + "1]" not in line  # the reason itself, not a note number
     assert "streams" in out  # every column
     assert max(len(line) for line in out.splitlines()) > TABLE_WIDTH
+
+
+def test_a_failed_graph_pass_is_named_under_the_table(small_sweep, capsys):
+    """A converter pass that failed on an engine's graph changes its speed: the summary names it, once per
+    engine and pass, within the table's width."""
+    _, rows, out_dir = small_sweep
+    measured = [dict(r) for r in rows if r["status"] == "ok"]
+    assert measured and all(not r["graph_passes_failed"] for r in measured)  # this sweep's graphs are whole
+    what = "onnxscript.optimizer failed (ValueError: a reason long enough to need wrapping under the table)"
+    for r in measured:
+        r["graph_passes_failed"] = what
+    print_summary(measured, out_dir)
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= TABLE_WIDTH
+    for engine in {r["engine"] for r in measured}:
+        assert _flat(out).count(_flat(f"graph: {engine} ran without a failed pass: {what}")) == 1
