@@ -101,6 +101,9 @@ class CellMeasurer:
         else:
             clients = self.engine.make_clients(cell.streams if spec.takes_streams else 1)
         row["compile_s"] = self.engine.active_compile_s  # the compile of the artifact this cell runs
+        row["graph_nodes"] = (self.engine.info.get("graph_form") or {}).get("nodes")
+        row["graph_source"] = self.engine.info.get("graph_source")
+        row["graph_passes_failed"] = "; ".join(self.engine.info.get("passes_failed") or []) or None
         row["first_inference_ms"] = self.first_call(bs)
         load = Load(clients=clients, inputs=lambda i: staged[i % len(staged)], batch_size=bs)
         budget = Budget(warmup=cfg.warmup, warmup_time_s=cfg.warmup_time_s, iterations=cfg.iterations,

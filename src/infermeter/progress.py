@@ -141,6 +141,10 @@ def print_summary(rows: list[dict], out_dir, energy_note: str | None = None, wid
     console = Console(file=sys.stdout, width=width, soft_wrap=wide)
     console.print(summary_table(sorted(rows, key=order), notes=notes))
     lines = notes.lines(width) if notes else []
+    failed = sorted({(r["engine"], r["graph_passes_failed"]) for r in rows if r.get("graph_passes_failed")})
+    for engine, what in failed:  # a pass that failed changes the graph the engine ran, and so its speed
+        lines += textwrap.wrap(f"graph: {engine} ran without a failed pass: {what}", width, subsequent_indent="  ",
+                               break_on_hyphens=False)
     if energy_note:
         lines += textwrap.wrap(f"energy: {energy_note}", width, subsequent_indent="  ", break_on_hyphens=False)
     lines.append(f"results: {out_dir}")

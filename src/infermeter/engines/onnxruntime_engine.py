@@ -296,6 +296,9 @@ class OnnxRuntimeEngine(Engine):
         else:
             self.info["math_mode"] = "ieee-fp32 (CPU)"
 
+        from infermeter.models.graph_form import onnx_file_form
+
+        self.info.update({"graph_source": "onnx", "graph_form": onnx_file_form(src)})
         self.info.update({
             "onnxruntime_version": ort.__version__, "model_file": src, "providers": active,
             "intra_op_num_threads": self.ctx.threads, "inter_op_num_threads": opts.inter_op_num_threads,

@@ -97,6 +97,11 @@ COLUMNS: tuple[Column, ...] = tuple(
             ("compile_s", float, "s", "one-off compile of the artifact this cell ran (its shape and settings; "
                                       "shared by the cells that run the same one), never inside timing"),
             ("first_inference_ms", float, "ms", "the cold first call at this batch size (compile, autotune)"),
+            ("graph_nodes", int, "", "operations in the graph the engine ran (its artifact's compute nodes; "
+                                     "OpenVINO: the compiled model's execution layers); run.json has the op histogram"),
+            ("graph_source", str, "", "the way the model reached the engine (e.g. onnx, tf-frontend, onnx2torch)"),
+            ("graph_passes_failed", str, "", "converter or optimizer passes that failed on this engine's graph "
+                                             "(the graph ran without them, which changes speed); empty when none"),
             ("h2d_ms", float, "ms", "GPU: host-to-device copy, median"),
             ("compute_ms", float, "ms", "GPU: compute, median"),
             ("d2h_ms", float, "ms", "GPU: device-to-host copy, median"),
