@@ -130,3 +130,20 @@ def test_weights_computed_by_nodes_are_folded_and_match_onnxruntime(tmp_path, na
 
     graph, note = normalised_graph(str(path))  # what onnx2torch read: every weight an initialiser
     assert note == info["onnx_normalised"] and "ConstantOfShape" not in {n.op_type for n in graph.graph.node}
+
+
+# ---- HardSigmoid: torch's own operator where the attributes are its -----------------------------------------
+def test_hardsigmoid_with_torch_attributes_becomes_torch_operator_and_matches(tmp_path):
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("HardSigmoid", ["x"], ["a"], alpha=1 / 6, beta=0.5),  # MobileNetV3's
+             helper.make_node("HardSigmoid", ["a"], ["y"], alpha=0.2, beta=0.5)]  # ONNX's default: kept
+    graph = helper.make_graph(nodes, "hs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])])
+    path = tmp_path / "hardsigmoid.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    x = np.random.default_rng(0).uniform(-6, 6, (4, 8)).astype(np.float32)
+    reference = _ort(path, {"x": x})
+    (got,), info = _torch_outputs("torch", path, [{"x": x}], tmp_path)
+    assert info["hardsigmoids_native"] == 1
+    np.testing.assert_allclose(got, reference, rtol=1e-6, atol=1e-6)

@@ -9,7 +9,8 @@ from __future__ import annotations
 def fold_all(gm) -> dict[str, int]:
     """Every pass on the module, in place; how many nodes each rewrote, for run.json."""
     return {"reshapes_folded": fold_constant_reshapes(gm), "pads_folded": fold_constant_pads(gm),
-            "squeezes_folded": fold_constant_squeeze_axes(gm), "runtime_shapes": read_runtime_shapes(gm)}
+            "squeezes_folded": fold_constant_squeeze_axes(gm), "runtime_shapes": read_runtime_shapes(gm),
+            "hardsigmoids_native": native_hardsigmoids(gm)}
 
 
 def fold_constant_reshapes(gm) -> int:
@@ -161,3 +162,21 @@ def read_runtime_shapes(gm) -> int:
         gm.graph.erase_node(node)
         replaced += 1
     return _recompiled(gm, replaced)
+
+
+def native_hardsigmoids(gm) -> int:
+    """Replace onnx2torch's HardSigmoid (clip(x * alpha + beta, 0, 1) in three ops) by torch's own
+    nn.Hardsigmoid where the attributes are its (alpha 1/6, beta 1/2, as MobileNetV3 uses): one operator,
+    as a torch user's module has it. PT2E's X86InductorQuantizer otherwise finds the decomposed add
+    beside a residual add in one source partition and stops ("Input partition has more than one output
+    node"). The same function up to float rounding."""
+    import torch
+    from onnx2torch.node_converters.activations import OnnxHardSigmoid
+
+    replaced = 0
+    for name, module in list(gm.named_modules()):
+        if isinstance(module, OnnxHardSigmoid) and abs(module.alpha - 1 / 6) < 1e-6 and module.beta == 0.5:
+            parent, _, leaf = name.rpartition(".")
+            setattr(gm.get_submodule(parent) if parent else gm, leaf, torch.nn.Hardsigmoid())
+            replaced += 1
+    return replaced
