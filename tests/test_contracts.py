@@ -17,11 +17,15 @@ from infermeter.protocol import (
     CellStart,
     DiskFull,
     Done,
+    FromDevice,
     GroupFailed,
     Info,
+    Planned,
+    RunFacts,
     WorkerJob,
 )
 from infermeter.results.folder import ResultsFolder
+from infermeter.results.run_info import DeviceFacts, RunInfo
 from infermeter.sweep import Sweep
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "models" / "example_mlp"
@@ -42,6 +46,12 @@ def test_the_job_and_every_message_cross_a_pipe_unchanged_and_frozen(sweep):
     assert len(job.cells) == 2 + 2 * 2
     messages = [Info(engine={"k": {"settings": {}}}, telemetry={"power": "none"}), CellStart("c"),
                 CellRow({"cell_id": "c", "status": "ok"}), GroupFailed("e"), BadInputFound("b"), DiskFull("d"), Done()]
+    # the fleet: the same messages, the cell's files with its row, addressed by device
+    info = RunInfo(run_id="r", created_at="t", infermeter={}, command="c", device=DeviceFacts("cpu", "CPU", "cpu"),
+                   host={}, gpu=None, packages={}, warnings=[], env={}, device_label="cpu")
+    messages += [CellRow({"cell_id": "c"}, files={"latency/c.csv": b"request\n"}), Done(files={"logs/w.log": b"x"}),
+                 Planned(cells={"c": {"cell_id": "c"}}, node={"host": "h"}), RunFacts(info),
+                 FromDevice("cpu", CellRow({"cell_id": "c"}))]
     for obj in [job, *job.cells, *messages]:
         back = pickle.loads(pickle.dumps(obj))
         assert back == obj and type(back) is type(obj)

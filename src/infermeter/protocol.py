@@ -6,6 +6,10 @@ timeout starts) and CellRow; at the end Done. Instead of the rest it may send Gr
 could not be built or checked: every remaining cell fails with that error), BadInputFound (the run must
 stop: one line for the user) or DiskFull (a result file could not be written: the sweep stops with every
 finished row intact).
+
+A fleet node's sweep reports to the caller with the same messages, each wrapped in FromDevice (which device
+it measures): Planned first (the cells it will run, and where), then RunFacts whenever its run.json changes,
+CellRow per cell (with the cell's files, which the caller writes) and Done (with the sweep's logs).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ if TYPE_CHECKING:
     from infermeter.config import RunConfig
     from infermeter.device import DeviceInfo
     from infermeter.models.base import ModelOptions
+    from infermeter.results.run_info import RunInfo
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ class CellStart:
 @dataclass(frozen=True)
 class CellRow:
     row: dict  # the finished cell's result row
+    # fleet: the cell's files (latency/, power/, loadgen/) by path in the device folder; a local worker writes its own
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,32 @@ class DiskFull:
 
 @dataclass(frozen=True)
 class Done:
-    pass
+    files: dict[str, bytes] = field(default_factory=dict)  # fleet: the sweep's logs/, by path in the device folder
 
 
-Message = Info | CellStart | CellRow | GroupFailed | BadInputFound | DiskFull | Done
+# ---- fleet only --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Planned:
+    """The cells a node's sweep will run (their identity rows, failed by the caller if the node is lost)."""
+
+    cells: dict[str, dict]
+    node: dict  # where it runs: node_id, host, pid, nice
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """The node's run.json as it now stands (fingerprint, engines, telemetry)."""
+
+    info: RunInfo
+
+
+@dataclass(frozen=True)
+class FromDevice:
+    """A message of one device's sweep on its node, as the caller's queue carries it."""
+
+    label: str
+    message: Message
+
+
+Message = Info | CellStart | CellRow | GroupFailed | BadInputFound | DiskFull | Done | Planned | RunFacts

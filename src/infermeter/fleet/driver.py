@@ -8,7 +8,6 @@ another node holding the same device, or become `failed` rows naming the lost no
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 import time
@@ -19,6 +18,7 @@ from infermeter.config import RunConfig
 from infermeter.errors import BadInput, StopSweep
 from infermeter.fleet import INSTALL_HINT, PER_CHOICES, RESOURCE_PREFIX
 from infermeter.fleet.devices import FleetDevice, discover, holders, select
+from infermeter.protocol import CellRow, Done, Planned, RunFacts
 from infermeter.results.folder import ResultsFolder
 from infermeter.results.run_info import RunInfo
 from infermeter.results.writer import atomic_write_bytes, atomic_write_json, clean_for_json, read_results
@@ -54,8 +54,7 @@ class DeviceRun:
     attempts: int = 0
     ref: object = None
     status: int | None = None
-    run_doc: dict | None = None
-    run_text: str | None = None
+    run_info: RunInfo | None = None  # the node's run.json as last sent
 
     def remaining(self) -> list[str]:
         return [c for c in self.planned if c not in self.written]
@@ -174,16 +173,16 @@ class Fleet:
                  f"{row['status']}" + (f" {float(tput):,.1f} items/s" if tput not in (None, "") else "")
                  + (f" ({row['error']})" if row.get("error") and row["status"] != "ok" else ""))
 
-    def write_run_json(self, dr: DeviceRun, text: str | None = None) -> None:
+    def write_run_json(self, dr: DeviceRun, info: RunInfo | None = None) -> None:
         """The node's run.json (its fingerprint, engines, telemetry), with where the fleet ran it."""
-        if text is not None:
-            dr.run_doc = json.loads(text)
-        if dr.run_doc is None:
+        if info is not None:
+            dr.run_info = info
+        if dr.run_info is None:
             return
-        dr.folder.run_id = dr.run_doc.get("run_id", dr.folder.run_id)  # each attempt is a run of its own
-        info = RunInfo.from_dict({**dr.run_doc, "command": self.cfg.command or dr.run_doc.get("command"),
-                                  "fleet": {"address": self.opts.address, "per": self.opts.per,
-                                            "device": asdict(dr.dev), "node": dr.node, "lost_nodes": dr.lost}})
+        dr.folder.run_id = dr.run_info.run_id or dr.folder.run_id  # each attempt is a run of its own
+        info = replace(dr.run_info, command=self.cfg.command or dr.run_info.command,
+                       fleet={"address": self.opts.address, "per": self.opts.per, "device": asdict(dr.dev),
+                              "node": dr.node, "lost_nodes": dr.lost})
         dr.folder.write_run_json(info.to_dict())
 
     def fail_remaining(self, dr: DeviceRun, why: str) -> None:
@@ -213,20 +212,19 @@ class Fleet:
             n = queue.size()
             if not n:
                 return
-            for kind, label, payload in queue.get_nowait_batch(n):
-                dr = by_label[label]
-                if kind == "plan":
-                    dr.node = {k: payload[k] for k in ("node_id", "host", "pid", "nice")}
-                    dr.planned.update(payload["cells"])
-                elif kind == "row":
-                    if payload.get("run") and payload["run"] != dr.run_text:  # a new attempt, or news
-                        dr.run_text = payload["run"]
-                        self.write_run_json(dr, payload["run"])
-                    self.write_row(dr, payload["row"], payload["files"])
-                elif kind == "done":
-                    for rel, data in payload["files"].items():
+            for envelope in queue.get_nowait_batch(n):
+                dr, msg = by_label[envelope.label], envelope.message
+                if isinstance(msg, Planned):
+                    dr.node = dict(msg.node)
+                    dr.planned.update(msg.cells)
+                elif isinstance(msg, RunFacts):  # a new attempt's fingerprint, or news of its engines
+                    self.write_run_json(dr, msg.info)
+                elif isinstance(msg, CellRow):
+                    self.write_row(dr, msg.row, msg.files)
+                elif isinstance(msg, Done):
+                    for rel, data in msg.files.items():
                         atomic_write_bytes(dr.folder.out_dir / rel, data)
-                    self.write_run_json(dr, payload["run"])
+                    self.write_run_json(dr)
 
     def lost(self, ray, dr: DeviceRun, error: Exception, queue) -> None:
         """The device's task died with its node (or could not be placed): move it or fail what is left."""

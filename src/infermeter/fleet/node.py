@@ -66,6 +66,8 @@ def run_device(cfg_dict: dict, device: dict, skip: list[str], queue) -> int:
     import ray
 
     from infermeter.errors import BadInput, StopSweep
+    from infermeter.protocol import CellRow, Done, FromDevice, Planned, RunFacts
+    from infermeter.results.run_info import RunInfo
     from infermeter.sweep import Sweep
 
     label = device["label"]
@@ -82,11 +84,20 @@ def run_device(cfg_dict: dict, device: dict, skip: list[str], queue) -> int:
     # otherwise Ray's CUDA_VISIBLE_DEVICES holds the GPU it gave this task, and --gpu-id (none) is its entry 0
     try:
         sweep = Sweep(cfg, skip_cells=skip)
+        sent: list[RunInfo] = []
+
+        def send_run_facts() -> None:
+            """run.json as it now stands, where it changed since last sent (the fingerprint comes first)."""
+            run_json = sweep.out_dir / "run.json"
+            if run_json.exists():
+                info = RunInfo.load(run_json)
+                if not sent or sent[-1] != info:
+                    sent.append(info)
+                    queue.put(FromDevice(label, RunFacts(info)))
 
         def push(row: dict) -> None:
-            run_json = sweep.out_dir / "run.json"  # the node's fingerprint travels with the first rows
-            queue.put(("row", label, {"row": row, "files": cell_files(sweep.out_dir, row["cell_id"]),
-                                      "run": run_json.read_text() if run_json.exists() else None}))
+            send_run_facts()
+            queue.put(FromDevice(label, CellRow(row, files=cell_files(sweep.out_dir, row["cell_id"]))))
 
         sweep.on_row = push
         cells = {}
@@ -94,14 +105,13 @@ def run_device(cfg_dict: dict, device: dict, skip: list[str], queue) -> int:
             for c in g.cells:
                 if c.cell_id not in sweep.skip_cells:
                     cells[c.cell_id] = {**sweep.skipped_row(g, c, ""), "parallel_gpus": cfg.parallel_gpus}
-        queue.put(("plan", label, {**where, "cells": cells}))
+        queue.put(FromDevice(label, Planned(cells=cells, node=where)))
         try:
             with plain_spawn():
                 status = sweep.run()
         finally:
-            run_json = sweep.out_dir / "run.json"
-            queue.put(("done", label, {**where, "run": run_json.read_text() if run_json.exists() else None,
-                                       "files": folder_files(sweep.out_dir, "logs")}))
+            send_run_facts()
+            queue.put(FromDevice(label, Done(files=folder_files(sweep.out_dir, "logs"))))
         return status
     except StopSweep as e:
         raise BadInput(str(e)) from None
