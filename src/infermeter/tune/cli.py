@@ -26,5 +26,12 @@ def tune_main(cfg: RunConfig, flags: dict) -> int:
         return run_fleet_tune(cfg, opts, flags["address"], flags["per"], flags["devices"])
     outcome = Tuner(cfg, opts).run()
     paths = write_outputs(outcome, cfg, opts)
+    if cfg.json_path:  # --json: every trial's row, as `run --json` writes a sweep's
+        from infermeter.results.writer import atomic_write_json, clean_for_json
+
+        atomic_write_json(cfg.json_path, {"results_dir": str(outcome.out_dir),
+                                          "front_trials": [p.trial for p in outcome.front],
+                                          "rows": [clean_for_json(p.row) for p in outcome.points]})
+        paths["json"] = cfg.json_path
     print_front(outcome, paths)
     return outcome.status

@@ -227,6 +227,16 @@ class Tuner:
         m = run_trial(self.base, point, trial, stage, self.prepared, screen_s=self.opts.screen_time_s,
                       target_ci=ci, max_time_s=min(self.cfg.max_time_s, remaining))
         self.longest = max(self.longest, m.wall_s)
+        if not self.cfg.quiet:  # progress: one line per trial
+            from infermeter.tune.output import config_text
+
+            r = m.row
+            vals = ", ".join(f"{o.name} {v:.4g}" for o, v in zip(self.objectives, objective_values(r, self.objectives)
+                                                                  or [], strict=False))
+            why = self.opts.constraints.why_not(r)
+            print(f"trial {trial:>3} [{stage}] {config_text(point)} -> {vals or r.get('status')}"
+                  f"{' (infeasible: ' + why + ')' if why else ''} [{m.wall_s:.1f} s; {self.elapsed():.0f} of "
+                  f"{self.opts.budget_s:g} s spent]", flush=True)
         return m
 
     def screen(self, study) -> None:
