@@ -305,18 +305,32 @@ def test_engine_knobs_the_tuner_varies_reach_the_engine(tmp_path):
 @pytest.mark.slow
 def test_tune_on_the_ray_fleet_writes_a_front_per_device(tmp_path):
     """--address local: this machine's CPU is the fleet's device; its search runs as one Ray task on it (trials
-    in sequence) and its folder comes back with the front."""
+    in sequence), each finished trial streams to the caller's folder at once, and the front comes back at the end."""
     pytest.importorskip("ray")
-    res = tune(MLP, "--engines", "onnxruntime", "--batch-sizes", "4", "--num-threads", "1", "--budget-s", "6",
-               "--address", "local", "--results-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), *QUICK)
-    assert res.returncode == 0, res.stderr[-2000:]
+    proc = subprocess.Popen([sys.executable, "-m", "infermeter", "tune", MLP, "--engines", "onnxruntime",
+                             "--batch-sizes", "4", "--num-threads", "1", "--budget-s", "12", "--address", "local",
+                             "--results-dir", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), *QUICK],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    streamed = False
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        csvs = list((tmp_path / "r").glob("*/*/results.csv"))
+        if csvs and [r for r in read_results(csvs[0]) if r["trial"]] and (csvs[0].parent / "tune.db").exists():
+            streamed = proc.poll() is None  # rows and the study reached the caller while the search ran
+            break
+        time.sleep(0.2)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert streamed
     (folder,) = [p.parent for p in (tmp_path / "r").glob("*/*/front.csv")]
     for name in ("tune.db", "front.html", "best.yaml", "tune_points.csv"):
         assert (folder / name).is_file(), name
     rows = [r for r in read_results(folder / "results.csv") if r["trial"]]
     assert rows and all(r["device_name"] == folder.name for r in rows)
     assert len({(r["trial"], r["stage"]) for r in rows}) == len(rows)  # each trial measured once per stage
-    assert f"{folder.name}: tune:" in res.stdout and str(folder) in res.stdout
+    for r in rows:
+        assert (folder / "latency" / f"{r['cell_id']}.csv").is_file()
+    assert f"{folder.name}: tune:" in out and str(folder) in out
 
 
 @pytest.mark.slow

@@ -16,7 +16,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,9 +28,11 @@ RESUME_FILES = ("results.csv", "tune.db")
 POLL_S = 0.5
 
 
-def tune_device(cfg_dict: dict, opts: TuneOptions, device: dict, upload: dict[str, bytes]) -> dict:
-    """Body of the Ray task: the search for one device in a scratch folder; returns its files and summary."""
-    from infermeter.fleet.node import plain_spawn, undo_ray_niceness
+def tune_device(cfg_dict: dict, opts: TuneOptions, device: dict, upload: dict[str, bytes], queue) -> dict:
+    """Body of the Ray task: the search for one device in a scratch folder. After each trial its row's files,
+    results.csv and tune.db go to the caller's queue (a node lost mid-search keeps every finished trial, and
+    --resume continues); returns every file of the folder and the front's summary."""
+    from infermeter.fleet.node import cell_files, plain_spawn, undo_ray_niceness
     from infermeter.tune.output import print_front, write_outputs
     from infermeter.tune.study import Tuner
 
@@ -49,6 +50,12 @@ def tune_device(cfg_dict: dict, opts: TuneOptions, device: dict, upload: dict[st
         for rel, data in upload.items():
             (tuner.out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
             (tuner.out_dir / rel).write_bytes(data)
+        def push(m) -> None:
+            files = cell_files(tuner.out_dir, m.row["cell_id"])
+            files.update({f: (tuner.out_dir / f).read_bytes() for f in RESUME_FILES})
+            queue.put((device["label"], files))
+
+        tuner.after_trial = push
         with plain_spawn():
             outcome = tuner.run()
         paths = write_outputs(outcome, cfg, opts)
@@ -93,6 +100,19 @@ def run_fleet_tune(cfg: RunConfig, opts: TuneOptions, address: str, per: str, de
             uploads[dev.label] = {f: (local / f).read_bytes() for f in RESUME_FILES if (local / f).is_file()} \
                 if cfg.resume else {}
         print(f"tune: {len(devs)} device(s): {', '.join(d.label for d in devs)}", flush=True)
+        from ray.util.queue import Queue
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        here = ray.get_runtime_context().get_node_id()  # the queue lives where the files are written
+        queue = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(here, False)})
+        folder_of = {d.label: model_dir / d.folder for d in devs}
+
+        def drain() -> None:
+            n = queue.size()
+            for label, files in (queue.get_nowait_batch(n) if n else []):
+                for rel, data in files.items():
+                    atomic_write_bytes(folder_of[label] / rel, data)
+
         task = ray.remote(tune_device)
         waiting, running, status = list(devs), {}, 0
         while waiting or running:
@@ -105,23 +125,24 @@ def run_fleet_tune(cfg: RunConfig, opts: TuneOptions, address: str, per: str, de
                 device = {"label": dev.label, "kind": dev.kind, "gpu_id": dev.gpu_index,
                           "folder": str(model_dir / dev.folder)}
                 running[task.options(**device_task_options(dev)).remote(cfg.to_dict(), opts, device,
-                                                                        uploads[dev.label])] = dev
+                                                                        uploads[dev.label], queue)] = dev
             ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
+            drain()
             for ref in ready:
                 dev = running.pop(ref)
                 try:
                     out = ray.get(ref)
                 except ray.exceptions.RayError as e:
+                    drain()
                     cause = e.cause if getattr(e, "cause", None) is not None else e
-                    print(f"infermeter tune: {dev.label}: {str(cause).strip().splitlines()[-1][:300]}",
-                          file=sys.stderr)
+                    print(f"infermeter tune: {dev.label}: {str(cause).strip().splitlines()[-1][:300]}; the trials "
+                          f"it finished are in {folder_of[dev.label]} (--resume continues)", file=sys.stderr)
                     status = max(status, 1)
                     continue
                 for rel, data in out["files"].items():
                     atomic_write_bytes(model_dir / dev.folder / rel, data)
                 print(f"{dev.label}: " + out["text"], flush=True)
                 status = max(status, out["status"])
-            time.sleep(0 if ready else 0.01)
         return status
     finally:
         ray.shutdown()

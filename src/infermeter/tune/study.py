@@ -139,6 +139,7 @@ class Tuner:
         self.prepared: dict = {}
         self.measured: dict[tuple, Measurement] = {}  # point key -> its screening
         self.ended: dict[int, float] = {}  # trial -> seconds spent when its screening ended
+        self.after_trial = None  # called with each Measurement once the study holds it (the fleet streams it)
         self.longest = 0.0
 
     def _note(self, line: str) -> None:
@@ -270,6 +271,8 @@ class Tuner:
             self.ended[trial.number] = self.elapsed()
             self._tell(study, trial, m, wall_s=m.wall_s, ended_s=self.ended[trial.number])
             study.set_user_attr("spent_s", self.elapsed())
+            if self.after_trial:
+                self.after_trial(m)
 
     def points(self) -> list[Point]:
         rows = _rows_by_trial(self.out_dir)
@@ -299,8 +302,10 @@ class Tuner:
             if self.elapsed() >= self.opts.budget_s:
                 left += 1
                 continue
-            self.measure(p.config, p.trial, "confirm")
+            m = self.measure(p.config, p.trial, "confirm")
             study.set_user_attr("spent_s", self.elapsed())
+            if self.after_trial:
+                self.after_trial(m)
         if left:
             self._note(f"{left} front member(s) not re-measured with the CI stop: the budget was spent "
                        "(a larger --budget-s with --resume continues)")
