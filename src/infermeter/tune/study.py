@@ -107,7 +107,8 @@ class Tuner:
         from infermeter.sweep import Sweep
 
         _validate(cfg)
-        self.t0 = time.monotonic()
+        self.t0 = time.monotonic()  # the budget counts from here: setting up is part of the search
+        self.spent_before = 0.0
         self.cfg, self.opts = cfg, opts
         self.notes: list[str] = []
         probe = Sweep(cfg)  # resolves the model, the device and the results folder, as `run` would
@@ -172,8 +173,7 @@ class Tuner:
         if old is None:
             study.set_user_attr("objectives", names)
             study.set_user_attr("spent_s", 0.0)
-        self.spent_before = float(study.user_attrs.get("spent_s", 0.0))
-        self.t0 = time.monotonic()
+        self.spent_before = float(study.user_attrs.get("spent_s", 0.0))  # earlier runs of this search
         return study
 
     def elapsed(self) -> float:
@@ -322,13 +322,15 @@ class Tuner:
         return out
 
     def run(self) -> TuneOutcome:
-        study = self.open_study()
+        study = None
         try:
+            study = self.open_study()
             self.recover(study)
             self.screen(study)
             self.confirm(study)
         finally:
-            study.set_user_attr("spent_s", self.elapsed())
+            if study is not None:
+                study.set_user_attr("spent_s", self.elapsed())
             if self.knobs is not None:
                 self.knobs.restore()
         pts = self.points()
