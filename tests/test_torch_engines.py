@@ -86,6 +86,9 @@ def test_ingestion_path_and_memory_format_are_probed_and_recorded(tiny, name):
     assert ingestion["path"] == ("the model's own torch source" if "torch" in model.sources
                                  else "onnx2torch of model.onnx")
     assert ingestion["memory_format"] == tc.MEMORY_FORMAT_RULE
+    assert engine.info["graph_source"] == ("torch-module" if "torch" in model.sources else "onnx2torch")
+    form = engine.info["graph_form"]  # the module's own calls, counted from its fx graph or module tree
+    assert form["nodes"] > 0 and form["ops"].get("Conv2d", 0) > 0 and form["transposes"] == 0
     batch = 5  # no other torch-compile test compiles TinyCNN at 5: TorchDynamo's cache outlives an engine
     engine.activate(batch)
     probe = engine.info["memory_format"][str(batch)]

@@ -156,6 +156,13 @@ class TorchEngineBase(Engine):
             for p in module.parameters():
                 p.requires_grad_(False)
         self.module = module
+        from infermeter.models.graph_form import fx_graph_form
+
+        self.info["graph_source"] = "torch-module" if "torch" in model.sources else "onnx2torch"
+        self.info["graph_form"] = fx_graph_form(module)
+        normalised = self.info.get("onnx_normalised") or ""
+        if normalised.startswith("not normalised"):  # the converter ran on the graph as it was
+            self.info["passes_failed"] = [f"onnx normalisation for onnx2torch: {normalised}"]
         self.formats = {CONTIGUOUS: module}  # memory format -> module in it (channels_last made at its probe)
         self.active_format = CONTIGUOUS
         self.probe_formats = self._has_conv_4d(module, model) and precision != "int8"

@@ -17,7 +17,9 @@ _NOT_COMPUTE = {"Constant", "Parameter", "Result", "placeholder", "output", "get
 def form_of(op_types) -> dict:
     """{"nodes", "transposes", "ops": the TOP_OPS most common op types with counts} of a list of op types."""
     counts = Counter(t for t in op_types if t not in _NOT_COMPUTE)
-    return {"nodes": sum(counts.values()), "transposes": counts.get("Transpose", 0),
+    # ONNX Transpose, OpenVINO Transpose, onnx2torch's OnnxTranspose, torch's permute
+    transposes = sum(c for op, c in counts.items() if "transpose" in op.lower() or op == "permute")
+    return {"nodes": sum(counts.values()), "transposes": transposes,
             "ops": dict(counts.most_common(TOP_OPS))}
 
 
