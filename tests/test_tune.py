@@ -376,3 +376,27 @@ def test_int8_competes_only_with_enough_agreement(tmp_path):
         assert "--min-agreement" in points.loc["int8", "why_infeasible"] and not points.loc["int8", "on_front"]
     assert Constraints(min_agreement=agreement).why_not(int8) is None  # at its own agreement it competes
     assert Constraints(min_agreement=min(1.0, agreement + 1e-3)).why_not(int8) is not None or agreement == 1.0
+
+
+@pytest.mark.slow
+def test_the_report_keeps_a_folders_grid_apart_from_its_tune(branchy_tune, tmp_path):
+    """A folder holding a sweep and a tune: the sweep's cells fill the ordinary pages, the trials only the
+    tune's pages (a search is no grid: several trials share a batch size)."""
+    from infermeter.analysis.report import build_report
+    from infermeter.config import RunConfig
+    from infermeter.sweep import run_sweep
+
+    tmp, folder, _ = branchy_tune
+    status, sweep = run_sweep(RunConfig(model=str(tmp / "branchy"), engines=["torch"], device="cpu", batch_sizes=[1],
+                                        iterations=5, warmup=1, idle_time_s=0, quiet=True,
+                                        results_dir=str(tmp_path / "r"), cache_dir=str(tmp / "c")))
+    assert status == 0
+    both = tmp_path / "both"
+    shutil.copytree(folder, both)
+    with open(both / "results.csv", "a") as fh:  # the sweep's row beside the trials, as a run into this folder
+        fh.write((sweep.out_dir / "results.csv").read_text().split("\n", 1)[1])
+    written = build_report([both], tmp_path / "report")
+    sheets = [df for df in pd.read_excel(written["xlsx"], sheet_name=None).values() if "cell_id" in df]
+    (device_sheet,) = sheets  # every row of the folder the ordinary pages show: the sweep's cell alone
+    assert list(device_sheet["cell_id"]) == [r["cell_id"] for r in sweep.rows]
+    assert any(k.startswith("plot:tune_front_p99__") for k in written)

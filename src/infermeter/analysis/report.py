@@ -378,6 +378,9 @@ def build_report(dirs, out_dir, baseline: str | None = None,
     from matplotlib.backends.backend_pdf import PdfPages
 
     df = load_results(dirs)
+    tune_dirs = list(dict.fromkeys(df["results_dir"]))
+    if "trial" in df and df["trial"].notna().any() and df["trial"].isna().any():
+        df = df[df["trial"].isna()]  # a tune's trials are no grid: its front has pages of its own
     out_dir = Path(out_dir)
     plot_dir = out_dir / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
@@ -415,7 +418,7 @@ def build_report(dirs, out_dir, baseline: str | None = None,
                 _table_pages(pdf, f"Results — {dev} — {model}", cols, body, note="– = not measured")
             from infermeter.tune.output import report_parts  # the front of each folder holding a tune
 
-            for tune in filter(None, (report_parts(d) for d in dict.fromkeys(df["results_dir"]))):
+            for tune in filter(None, (report_parts(d) for d in tune_dirs)):
                 _table_pages(pdf, tune["title"], tune["columns"], tune["body"], note=tune["note"])
                 for stem, fig in tune["figs"]:
                     fig.savefig(plot_dir / f"{stem}.png", dpi=130)
