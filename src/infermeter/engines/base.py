@@ -136,7 +136,8 @@ class Engine:
     requires: ClassVar[tuple[str, ...]] = ()
     #: precision -> why this engine has no path for it (the skipped row's reason)
     no_path: ClassVar[dict[str, str]] = {}
-    #: settings `infermeter tune` may vary for this engine: RunConfig field -> device -> values worth trying
+    #: settings `infermeter tune` may vary for this engine: RunConfig field -> device -> values worth trying,
+    #: the engine's own default first (the search starts from it)
     #: (the thread count every engine honours on the CPU is the tuner's own; see tune/space.py)
     tunables: ClassVar[dict[str, dict[str, tuple]]] = {}
 

@@ -208,7 +208,7 @@ class OnnxRuntimeEngine(Engine):
     #: the execution provider that must be active on cuda
     gpu_provider = "CUDAExecutionProvider"
     tunables = {"ort_execution_mode": {"cpu": ("sequential", "parallel")},
-                "ort_graph_level": {"cpu": ("basic", "extended", "all"), "cuda": ("basic", "extended", "all")}}
+                "ort_graph_level": {"cpu": ("all", "extended", "basic"), "cuda": ("all", "extended", "basic")}}
 
     @classmethod
     def supports(cls, model, precision: str, device: str) -> tuple[bool, str]:

@@ -178,7 +178,7 @@ class OpenVinoEngine(Engine):
     family = "openvino"
     precisions = {"cpu": ("fp32", "fp16", "bf16", "int8"), "cuda": ("fp32", "fp16")}
     #: the inference precision hint follows the precision axis; the offline performance hint is a knob
-    tunables = {"ov_hint": {"cpu": ("latency", "throughput"), "cuda": ("latency", "throughput")}}
+    tunables = {"ov_hint": {"cpu": ("throughput", "latency"), "cuda": ("throughput", "latency")}}
     sources = ("onnx",)
     optional_sources = ("keras",)
     requires = ("openvino",)

@@ -121,7 +121,7 @@ class TensorRTEngine(Engine):
     name = "tensorrt"
     family = "tensorrt"
     precisions = {"cuda": ("fp32", "tf32", "fp16", "int8")}
-    tunables = {"trt_opt_level": {"cuda": (1, 3, 5)}}  # each level is its own cached plan
+    tunables = {"trt_opt_level": {"cuda": (3, 1, 5)}}  # each level is its own cached plan
     sources = ("onnx",)
     requires = ("tensorrt", "torch", "onnx")  # torch: CUDA buffers and streams; onnx: the graph's input shapes
 

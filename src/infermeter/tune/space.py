@@ -72,6 +72,49 @@ class SearchSpace:
             point[knob] = trial.suggest_categorical(knob, list(values))
         return point
 
+    def params(self, point: dict) -> dict:
+        """The Optuna parameters `suggest` draws for this point (to propose a chosen point: enqueue_trial)."""
+        engine = point["engine"]
+        out = {"engine": engine, f"{engine}.precision": point["precision"], "batch_size": point["batch_size"]}
+        if "streams" in point:
+            out["streams"] = point["streams"]
+        for knob in self.engines[engine].knobs:
+            out[knob if knob == "num_threads" else f"{engine}.{knob}"] = point[knob]
+        out.update({k: point[k] for k in self.device_knobs})
+        return out
+
+    def point_of(self, params: dict) -> dict | None:
+        """The point a trial's parameters stand for (the inverse of `params`); None when they are incomplete
+        (a process killed while the trial was being proposed)."""
+        engine = params.get("engine")
+        if engine not in self.engines:
+            return None
+        names = {"precision": f"{engine}.precision", "batch_size": "batch_size"}
+        if len(self.streams) > 1 or self.scenario == "server":
+            names["streams"] = "streams"
+        names.update({k: k if k == "num_threads" else f"{engine}.{k}" for k in self.engines[engine].knobs})
+        names.update({k: k for k in self.device_knobs})
+        if any(n not in params for n in names.values()):
+            return None
+        return {"engine": engine, **{k: params[n] for k, n in names.items()}}
+
+    def starting_points(self) -> list[dict]:
+        """Where the search starts: each engine as it runs by default (its first precision, every core, the
+        first value it declares for each knob, the GPU at full power and unlocked clocks) at the largest batch
+        size (the throughput end of the front), then at the smallest (the latency end)."""
+        batches = sorted({max(self.batch_sizes), min(self.batch_sizes)}, reverse=True)
+        out = []
+        for b in batches:
+            for es in self.engines.values():
+                point = {"engine": es.engine, "precision": es.precisions[0], "batch_size": b}
+                if len(self.streams) > 1 or self.scenario == "server":
+                    point["streams"] = self.streams[0]
+                point.update({k: max(v) if k == "num_threads" else v[0] for k, v in es.knobs.items()})
+                point.update({k: max(x for x in v if x is not None) if k == "power_limit_w" else v[0]
+                              for k, v in self.device_knobs.items()})
+                out.append(point)
+        return out
+
     def points(self) -> list[dict]:
         """Every point (the exhaustive grid; benchmarks/tune_quality.py measures it)."""
         import itertools

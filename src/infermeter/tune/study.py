@@ -173,6 +173,8 @@ class Tuner:
         if old is None:
             study.set_user_attr("objectives", names)
             study.set_user_attr("spent_s", 0.0)
+            for point in self.space.starting_points():  # each engine's defaults first, then the sampler's picks
+                study.enqueue_trial(self.space.params(point), user_attrs={"start": True})
         self.spent_before = float(study.user_attrs.get("spent_s", 0.0))  # earlier runs of this search
         return study
 
@@ -203,10 +205,10 @@ class Tuner:
 
         rows = _rows_by_trial(self.out_dir)
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            point = t.user_attrs.get("point")
+            point = self.space.point_of(t.params)  # a running trial's user attributes may not be stored yet
             row = rows.get((t.number, "screen"))
             if row is not None and point is not None:
-                self._tell(study, t, Measurement(t.number, "screen", point, row, 0.0), recovered=True)
+                self._tell(study, t, Measurement(t.number, "screen", point, row, 0.0), recovered=True, point=point)
                 self.measured[point_key(point)] = Measurement(t.number, "screen", point, row, 0.0)
             else:
                 study.tell(t.number, state=optuna.trial.TrialState.FAIL)
