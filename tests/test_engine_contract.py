@@ -51,7 +51,7 @@ def test_the_gpu_requirement_is_checked_in_one_place():
 
 
 def test_engines_share_the_onnx_helpers_from_one_module():
-    """feed_names / onnx_path_of / the fp16 copy live in onnx_common; no engine imports them from another."""
+    """feed_names / onnx_path_of / the fp16 copy live in models/onnx_graph.py; no engine imports them from another."""
     for p in ENGINES_DIR.glob("*.py"):
         imported = {n.module for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.ImportFrom)}
         assert "infermeter.engines.onnxruntime_engine" not in imported, p.name

@@ -79,3 +79,39 @@ def test_the_scenario_registry_drives_the_cell_grid():
     probe = "import sys, infermeter.config; print('numpy' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
+
+
+def _engine_modules(graph: dict[str, set[str]]) -> set[str]:
+    return {m for m in graph if m == "infermeter.engines" or m.startswith("infermeter.engines.")}
+
+
+def below_engines(graph: dict[str, set[str]]) -> set[str]:
+    """Every module outside engines/ that an engine module imports, directly or through others: the floors
+    the engines stand on (models, results, quantization, scenarios, device, ...)."""
+    engines = _engine_modules(graph)
+    below: set[str] = set()
+    todo = [t for e in engines for t in graph[e] if t not in engines]
+    while todo:
+        m = todo.pop()
+        if m not in below:
+            below.add(m)
+            todo += [t for t in graph[m] if t not in engines]
+    return below
+
+
+def test_no_module_the_engines_stand_on_imports_an_engine_module():
+    """Layering, not only the absence of cycles: what engines/ imports never reaches back up into engines/
+    (helpers both need live beside the model artifacts, not under engines/)."""
+    graph = import_graph()
+    engines = _engine_modules(graph)
+    below = below_engines(graph)
+    assert {"infermeter.models.base", "infermeter.quantization", "infermeter.device"} <= below
+    offenders = {m: sorted(graph[m] & engines) for m in sorted(below) if graph[m] & engines}
+    assert not offenders, f"modules below engines/ that import from it: {offenders}"
+
+
+def test_the_layering_check_would_find_an_arrow_back_up():
+    graph = {"infermeter.engines.a": {"infermeter.models.m"}, "infermeter.models.m": {"infermeter.util"},
+             "infermeter.util": {"infermeter.engines.b"}, "infermeter.engines.b": set()}
+    assert below_engines(graph) == {"infermeter.models.m", "infermeter.util"}
+    assert graph["infermeter.util"] & _engine_modules(graph)

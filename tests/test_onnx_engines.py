@@ -161,7 +161,7 @@ def test_onnxruntime_fp16_artifact_is_float16_and_close(tiny):
     outputs, outputs within fp16 tolerance (run here on the CPU provider, which has fp16 kernels)."""
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from infermeter.engines.onnx_common import FP16_ARTIFACT, convert_to_fp16
+    from infermeter.models.onnx_graph import FP16_ARTIFACT, convert_to_fp16
 
     _, store, inputs, reference = tiny
     path = store.build(FP16_ARTIFACT, lambda tmp: convert_to_fp16(str(store.get("model.onnx")), tmp))

@@ -227,7 +227,7 @@ def build_qdq_onnx(fp32_onnx: str, calib: InputSet, feed: dict[str, str], dst: P
 
 def qdq_onnx(model, artifacts, calib: InputSet, flavour: str) -> tuple[str, bool]:
     """(path of the QDQ int8 ONNX of this flavour for this calibration set, whether it was built now)."""
-    from infermeter.engines.onnx_common import feed_names, onnx_input_names, onnx_path_of
+    from infermeter.models.onnx_graph import feed_names, onnx_input_names, onnx_path_of
 
     src = onnx_path_of(artifacts)
     name = qdq_artifact_name(calib, flavour)
@@ -249,7 +249,7 @@ def fp32_heldout_outputs(model, artifacts, held: InputSet) -> np.ndarray:
     def build(tmp: Path) -> None:
         import onnxruntime as ort
 
-        from infermeter.engines.onnx_common import feed_names, onnx_path_of
+        from infermeter.models.onnx_graph import feed_names, onnx_path_of
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # plain fp32 kernels

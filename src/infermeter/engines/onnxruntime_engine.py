@@ -38,8 +38,8 @@ from infermeter.engines.base import (
     modules_missing,
     register_engine,
 )
-from infermeter.engines.onnx_common import FP16_ARTIFACT, convert_to_fp16, feed_names, onnx_path_of
 from infermeter.errors import EngineUnavailable
+from infermeter.models.onnx_graph import FP16_ARTIFACT, convert_to_fp16, feed_names, onnx_path_of
 
 #: the ways to run a session that the CPU probe compares: the API, and the session's batch dimension
 SESSION_RUN, IO_BINDING = "session.run", "io binding"

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from infermeter.engines.base import DYNAMIC, Engine, Stopwatch, modules_missing, register_engine
-from infermeter.engines.onnx_common import feed_names, onnx_path_of
+from infermeter.models.onnx_graph import feed_names, onnx_path_of
 
 IR_ARTIFACT = "openvino_ir"  # a folder: model.xml + model.bin, float32 weights, from the ONNX graph
 TF_IR_ARTIFACT = "openvino_ir_tf"  # the same from the SavedModel through OpenVINO's TF frontend

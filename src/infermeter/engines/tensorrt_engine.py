@@ -41,7 +41,7 @@ from infermeter.engines.base import (
     modules_missing,
     register_engine,
 )
-from infermeter.engines.onnx_common import FP16_ARTIFACT, convert_to_fp16, feed_names, onnx_path_of
+from infermeter.models.onnx_graph import FP16_ARTIFACT, convert_to_fp16, feed_names, onnx_path_of
 
 WORKSPACE_BYTES = 4 << 30  # builder scratch memory for tactic selection
 SUPPORTED_MAJORS = (10, 11)

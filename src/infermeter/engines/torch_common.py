@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from infermeter.engines.base import STAGE_SPLIT_CUDA_EVENTS, Engine, Stopwatch, modules_missing
-from infermeter.engines.onnx_common import feed_names, onnx_input_names, onnx_path_of
+from infermeter.models.onnx_graph import feed_names, onnx_input_names, onnx_path_of
 
 CONTIGUOUS, CHANNELS_LAST = "contiguous", "channels_last"
 #: the memory-format probe: interleaved rounds (one call of each format) until PROBE_S seconds have passed,

@@ -1,5 +1,6 @@
-"""What the engines that run a model's ONNX export share: finding the export, matching its input names to
-the model's, its fp16 copy. Imports onnx only inside the functions that need it."""
+"""The model's ONNX export as the engines and quantization use it: finding it in the artifact store, matching
+its input names to the model's, its fp16 copy. Beside the models (not under engines/), so quantization and
+the engines both import it from below. Imports onnx only inside the functions that need it."""
 
 from __future__ import annotations
 
