@@ -73,7 +73,11 @@ def test_fleet_sweeps_each_device_into_its_folder_and_compares(cluster, model, t
         info = json.loads((model_dir / label / "run.json").read_text())
         assert info["device_label"] == label and info["fleet"]["node"]["node_id"]
         assert info["host"]["hostname"] and info["command"].startswith("infermeter fleet")
-        assert any((model_dir / label / "logs").glob("*.log"))
+        # worker logs come back with the rows; a worker that said nothing leaves none (no empty files)
+        logs = list((model_dir / label / "logs").glob("*.log"))
+        assert all(p.stat().st_size > 0 for p in logs)
+        named = [g["log"] for g in info.get("groups", {}).values() if g.get("log")]
+        assert all((model_dir / label / log).is_file() for log in named)
     from openpyxl import load_workbook
 
     book = load_workbook(model_dir / "fleet_compare.xlsx", read_only=True)

@@ -7,12 +7,10 @@ import pytest
 from _tiny_models import TinyCNN, build_store, reference_float64, rows
 
 from infermeter.check import compare
-from infermeter.device import nvml_gpus
 from infermeter.engines import EngineContext, get_engine
 from infermeter.engines.base import DYNAMIC, EngineOptions
 
 pytest.importorskip("torch")  # builds the tiny model and its float64 reference
-HAS_GPU = bool(nvml_gpus()[0])
 BATCHES = (1, 3)  # 3 is never the session's max batch: a dynamic-batch artifact could not pass for it
 
 
@@ -177,7 +175,6 @@ def test_keras_traces_one_concrete_function_per_shape(small_keras, shape_mode):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not HAS_GPU, reason="needs an NVIDIA GPU")
 @pytest.mark.parametrize("shape_mode", ["static", "dynamic"])
 def test_tensorrt_profile_is_the_cell_shape(tiny, shape_mode):
     engine = prepared("tensorrt", tiny, shape_mode, device="cuda")
@@ -191,6 +188,7 @@ def test_tensorrt_profile_is_the_cell_shape(tiny, shape_mode):
     assert len(engine.compile_s) == (len(BATCHES) if shape_mode == "static" else 1)
 
 
+@pytest.mark.engines("openvino")
 def test_sweep_rows_carry_shape_mode_and_each_cells_compile(tmp_path):
     """Through the real sweep (worker, check, cells): every row names its shape mode and carries the
     compile of the artifact it ran; run.json lists each batch size's compiled shape."""
@@ -201,8 +199,6 @@ def test_sweep_rows_carry_shape_mode_and_each_cells_compile(tmp_path):
 
     with pytest.raises(BadInput, match="--shape-mode"):
         RunConfig(shape_mode="sometimes")
-    if not get_engine("openvino").available()[0]:
-        pytest.skip("openvino not installed")
     status, sweep = example_mlp_sweep("openvino", tmp_path)
     assert status == 0
     assert [(r["batch_size"], r["status"], r["shape_mode"]) for r in sweep.rows] == [(1, "ok", "static"),
@@ -215,14 +211,12 @@ def test_sweep_rows_carry_shape_mode_and_each_cells_compile(tmp_path):
     assert compiled == {"[1,32]", "[2,32]"}
 
 
+@pytest.mark.engines("onnxruntime")
 def test_sweep_records_the_onnxruntime_way_of_each_batch_size(tmp_path):
     """run.json names the way ONNX Runtime ran each batch size, with the probe that chose it, and each
     row's compile_s includes that batch size's probe."""
     import json
 
-
-    if not get_engine("onnxruntime").available()[0]:
-        pytest.skip("onnxruntime not installed")
     status, sweep = example_mlp_sweep("onnxruntime", tmp_path)
     assert status == 0 and [r["status"] for r in sweep.rows] == ["ok", "ok"]
     (facts,) = json.loads((sweep.out_dir / "run.json").read_text())["engines"].values()
