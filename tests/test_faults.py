@@ -157,27 +157,35 @@ def _data_rows(path: Path) -> list[dict]:
     return rows
 
 
-def test_kill_9_of_the_whole_sweep_then_resume(tmp_path):
+def _sweep_with_two_rows(tmp_path, stderr=subprocess.DEVNULL):
+    """A real six-cell sweep started in its own process group, returned once two rows are written:
+    (process, its arguments, the model's results folder). Fails if that takes 300 s."""
     model = Path(__file__).resolve().parents[1] / "models" / "example_mlp"
     args = ["run", str(model), "--engines", "onnxruntime", "--device", "cpu", "--batch-sizes", "1,2,4,8,16,32",
             "--time-s", "1.5", "--warmup", "2", "--idle-time-s", "0", "--quiet",
             "--results-dir", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")]
     proc = subprocess.Popen([sys.executable, "-m", "infermeter", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                            stderr=stderr, text=True, start_new_session=True)
     csv_path = tmp_path / "results" / "example_mlp"
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline:
             found = list(csv_path.glob("*/results.csv"))
             if found and len(_data_rows(found[0])) >= 2:
-                break
-            assert proc.poll() is None, "the sweep ended before it could be killed"
+                return proc, args, csv_path
+            assert proc.poll() is None, "the sweep ended before it could be stopped"
             time.sleep(0.2)
-        else:
-            pytest.fail("no two rows within 300 s")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its worker, mid-cell
+        pytest.fail("no two rows within 300 s")
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
+        raise
+
+
+def test_kill_9_of_the_whole_sweep_then_resume(tmp_path):
+    proc, args, csv_path = _sweep_with_two_rows(tmp_path)
+    os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its worker, mid-cell
+    proc.wait(30)
     results = next(csv_path.glob("*/results.csv"))
     before = _data_rows(results)
     assert 2 <= len(before) < 6
@@ -196,23 +204,8 @@ def test_kill_9_of_the_whole_sweep_then_resume(tmp_path):
 def test_sigterm_of_the_whole_sweep_leaves_a_row_per_cell(tmp_path):
     """What `timeout` does to a sweep that outlives it: SIGTERM to the sweep and its workers. The cells that
     finished keep their rows; every other cell gets a failed row saying why."""
-    model = Path(__file__).resolve().parents[1] / "models" / "example_mlp"
-    args = ["run", str(model), "--engines", "onnxruntime", "--device", "cpu", "--batch-sizes", "1,2,4,8,16,32",
-            "--time-s", "1.5", "--warmup", "2", "--idle-time-s", "0", "--quiet",
-            "--results-dir", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")]
-    proc = subprocess.Popen([sys.executable, "-m", "infermeter", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    csv_path = tmp_path / "results" / "example_mlp"
-    deadline = time.monotonic() + 300
+    proc, _, csv_path = _sweep_with_two_rows(tmp_path, stderr=subprocess.PIPE)
     try:
-        while time.monotonic() < deadline:
-            found = list(csv_path.glob("*/results.csv"))
-            if found and len(_data_rows(found[0])) >= 2:
-                break
-            assert proc.poll() is None, "the sweep ended before it could be stopped"
-            time.sleep(0.2)
-        else:
-            pytest.fail("no two rows within 300 s")
         os.killpg(proc.pid, signal.SIGTERM)  # as `timeout` does: the sweep's whole process group
         _, stderr = proc.communicate(timeout=60)
     finally:
