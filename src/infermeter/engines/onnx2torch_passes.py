@@ -22,9 +22,7 @@ def fold_constant_reshapes(gm) -> int:
     from onnx2torch.node_converters.reshape import OnnxReshape
 
     folded = 0
-    for node in list(gm.graph.nodes):
-        if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), OnnxReshape):
-            continue
+    for node, _ in _module_calls(gm, OnnxReshape):
         data, const = node.args[0], _constant_of(gm, node.args[1])
         if const is None:
             continue
@@ -37,6 +35,18 @@ def fold_constant_reshapes(gm) -> int:
         gm.graph.erase_node(node)
         folded += 1
     return _recompiled(gm, folded)
+
+
+def _module_calls(gm, types, n_args: int | None = None):
+    """(node, module) of each call of a submodule of `types` (with exactly n_args arguments, if given), listed
+    up front so a pass may replace the nodes it visits."""
+    found = []
+    for node in gm.graph.nodes:
+        if node.op == "call_module" and (n_args is None or len(node.args) == n_args):
+            module = gm.get_submodule(node.target)
+            if isinstance(module, types):
+                found.append((node, module))
+    return found
 
 
 def _recompiled(gm, folded: int) -> int:
@@ -70,10 +80,8 @@ def fold_constant_pads(gm) -> int:
     )
 
     folded = 0
-    for node in list(gm.graph.nodes):
-        if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), OnnxPadDynamic):
-            continue
-        mode = gm.get_submodule(node.target).mode
+    for node, module in _module_calls(gm, OnnxPadDynamic):
+        mode = module.mode
         pads = _constant_of(gm, node.args[1]) if len(node.args) > 1 else None
         if pads is None or len(node.args) > 3:
             continue
@@ -103,12 +111,7 @@ def fold_constant_squeeze_axes(gm) -> int:
     from onnx2torch.node_converters.unsqueeze import OnnxUnsqueezeDynamicAxes
 
     folded = 0
-    for node in list(gm.graph.nodes):
-        if node.op != "call_module" or len(node.args) != 2:
-            continue
-        module = gm.get_submodule(node.target)
-        if not isinstance(module, (OnnxSqueezeDynamicAxes, OnnxUnsqueezeDynamicAxes)):
-            continue
+    for node, module in _module_calls(gm, (OnnxSqueezeDynamicAxes, OnnxUnsqueezeDynamicAxes), n_args=2):
         axes = _constant_of(gm, node.args[1])
         if axes is None or axes.numel() == 0:
             continue
@@ -150,12 +153,7 @@ def read_runtime_shapes(gm) -> int:
     from onnx2torch.node_converters.reshape import OnnxReshape
 
     replaced = 0
-    for node in list(gm.graph.nodes):
-        if node.op != "call_module" or len(node.args) != 2:
-            continue
-        module = gm.get_submodule(node.target)
-        if not isinstance(module, (OnnxExpand, OnnxReshape)):
-            continue
+    for node, module in _module_calls(gm, (OnnxExpand, OnnxReshape), n_args=2):
         with gm.graph.inserting_after(node):
             new = gm.graph.call_function(_expand if isinstance(module, OnnxExpand) else _reshape, tuple(node.args))
         node.replace_all_uses_with(new)
