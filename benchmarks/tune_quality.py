@@ -1,9 +1,11 @@
 """How good is `infermeter tune` against the exhaustive grid it replaces? One run, side by side:
 
 1. every engine of the sub-space runs once (a few iterations) so both searches start with built artifacts;
-2. the exhaustive grid: every point of the stated sub-space measured with the screening window;
-3. `tune` with a quarter of the grid's wall time (--fraction) less the longest grid trial (the one trial
-   it may overrun), the same window;
+2. the exhaustive grid: every point of the stated sub-space measured with the screening window, the way
+   `infermeter run` would measure it: one worker per engine session, its batch sizes one cell each;
+3. `tune` with a quarter of the grid's wall time (--fraction) less the longest grid session (the one
+   session it may overrun), the same window, all of it screening (--screen-share 1: the grid re-measures
+   nothing either);
 4. the hypervolume of each set of screened points, on one reference point (from both sets together), the
    ratio tune/grid, the time ratio, and how many of the grid front's points the tuner found: measured the
    same configuration, or a point within that grid point's CI on every objective.
@@ -53,6 +55,7 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=224, help="input height and width")
     ap.add_argument("--screen-time-s", type=float, default=2.0)
     ap.add_argument("--fraction", type=float, default=0.25, help="tune's budget as a fraction of the grid's time")
+    ap.add_argument("--screen-share", type=float, default=1.0, help="tune's share of its budget spent screening")
     ap.add_argument("--objectives", default="throughput,p99,energy")
     ap.add_argument("--out", default=None, help="results folder (default: a temporary one)")
     ap.add_argument("--cache-dir", default=None)
@@ -60,14 +63,15 @@ def main() -> int:
 
     from infermeter.sweep import run_sweep
     from infermeter.tune.study import Tuner, run_tune
-    from infermeter.tune.trials import Measurement, run_trial
+    from infermeter.tune.trials import Measurement, run_trials, session_key
 
     out = Path(args.out or tempfile.mkdtemp(prefix="tune-quality-"))
     base = dict(model=args.model, engines=args.engines.split(","), device="cpu", quiet=True,
                 batch_sizes=[int(b) for b in args.batch_sizes.split(",")], idle_time_s=0.0,
                 input_shapes=[[[1, args.size, args.size, 3]]] if args.model == "mobilenet_v3_large" else None,
                 **({"cache_dir": args.cache_dir} if args.cache_dir else {}))
-    opts = TuneOptions(objectives=parse_objectives(args.objectives), screen_time_s=args.screen_time_s)
+    opts = TuneOptions(objectives=parse_objectives(args.objectives), screen_time_s=args.screen_time_s,
+                       screen_share=args.screen_share)
 
     # 1. every engine once: artifacts (ONNX, IR, compiled plans) built before either search is timed
     run_sweep(RunConfig(**base, results_dir=str(out / "warm"), iterations=2, warmup=1, min_iterations=1))
@@ -79,17 +83,20 @@ def main() -> int:
     print(f"sub-space: {space.size()} points: " + "; ".join(
         f"{e.engine} {'/'.join(e.precisions)} " + " ".join(f"{k}={'/'.join(map(str, v))}" for k, v in e.knobs.items())
         for e in space.engines.values()) + f"; batch sizes {'/'.join(map(str, space.batch_sizes))}")
+    sessions: dict[tuple, list] = {}
+    for i, point in enumerate(space.points()):
+        sessions.setdefault(session_key(point), []).append((i, point))
     t0 = time.monotonic()
     grid: list[Measurement] = []
-    for i, point in enumerate(space.points()):
-        grid.append(run_trial(grid_tuner.base, point, i, "grid", grid_tuner.prepared, screen_s=args.screen_time_s,
-                              target_ci=opts.confirm_ci, max_time_s=grid_cfg.max_time_s))
+    for trials in sessions.values():
+        grid += run_trials(grid_tuner.base, trials, "grid", grid_tuner.prepared, screen_s=args.screen_time_s,
+                           target_ci=opts.confirm_ci, max_time_s=grid_cfg.max_time_s)
     grid_s = time.monotonic() - t0
 
     # 3. tune with a fraction of the grid's time
     tune_cfg = RunConfig(**base, results_dir=str(out / "tune"))
-    # the tuner may overrun its budget by the trial in progress: leave room for the longest grid trial
-    opts.budget_s = max(args.fraction * grid_s - max(m.wall_s for m in grid), args.screen_time_s)
+    # the tuner may overrun its budget by the session in progress: leave room for the longest grid session
+    opts.budget_s = max(args.fraction * grid_s - max(m.session_s for m in grid), args.screen_time_s)
     outcome = run_tune(tune_cfg, opts)
 
     # 4. the comparison, on one reference point
@@ -103,7 +110,8 @@ def main() -> int:
              or any(_within_ci(t, g, objectives) for t in tuned.values())]
     result = {
         "model": args.model, "input_size": args.size, "objectives": [o.name for o in objectives],
-        "notes": grid_tuner.notes, "space_size": space.size(), "grid_points": len(grid_pts), "grid_s": grid_s,
+        "notes": grid_tuner.notes, "space_size": space.size(), "grid_points": len(grid_pts),
+        "grid_sessions": len(sessions), "grid_s": grid_s,
         "tune_budget_s": opts.budget_s, "tune_spent_s": outcome.spent_s, "tune_trials": len(tune_pts),
         "time_ratio": outcome.spent_s / grid_s, "hypervolume_grid": hv_grid, "hypervolume_tune": hv_tune,
         "hypervolume_ratio": hv_tune / hv_grid if hv_grid else None,

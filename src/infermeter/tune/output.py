@@ -258,7 +258,7 @@ def write_outputs(outcome, cfg: RunConfig, opts) -> dict[str, Path]:
         "objectives": [{"name": o.name, "column": o.column, "direction": o.direction} for o in outcome.objectives],
         "constraints": {k: v for k, v in vars(opts.constraints).items() if v is not None},
         "scenario": cfg.scenarios[0], "target_qps": outcome.space.target_qps,
-        "budget_s": outcome.budget_s, "spent_s": outcome.spent_s, "longest_trial_s": outcome.longest_trial_s,
+        "budget_s": outcome.budget_s, "spent_s": outcome.spent_s, "longest_session_s": outcome.longest_session_s,
         "space": {"size": outcome.space.size(), "batch_sizes": list(outcome.space.batch_sizes),
                   "streams": list(outcome.space.streams),
                   "engines": {e.engine: {"precisions": list(e.precisions), "knobs": {k: list(v) for k, v in e.knobs.items()}}

@@ -3,9 +3,14 @@
 - Storage: an Optuna RDB study on SQLite (tune.db) in the results folder, beside results.csv. Every
   trial is also a results.csv row with its `trial` number and `stage`. After a kill, `--resume` tells
   Optuna the result of a trial whose row was written before the kill (it is never measured again), and
-  proposes again the one point that was being measured when the process died.
-- Budget: wall seconds over the whole search, across resumes (spent time is kept in the study). No trial
-  starts once the budget is spent, so the search overruns it by at most the one trial in progress.
+  proposes again the points that were being measured when the process died. The study's queue of fixed
+  points is filled only right before the ask that takes them, so it hands back exactly the point meant.
+- Budget: wall seconds over the whole search, across resumes (spent time is kept in the study). No session
+  starts once the budget is spent, and a session takes only the trials whose measured cost fits what is left,
+  so the search overruns it by at most the one session in progress.
+- Innermost loop: a proposed point's engine session also measures its unmeasured siblings, the points that
+  differ from it only in the cheap knobs (batch size, streams; trials.CHEAP_KNOBS), nearest first. Each is
+  its own Optuna trial, told its own values, so the sampler learns from every cell.
 - Stages: screening measures each proposed point over a short window; the front's members are then
   re-measured with the CI stop (--target-ci) in the rest of the budget, the knee first.
 - Infeasible: a failed correctness check (status mismatch), a failed or skipped cell, or a constraint
@@ -26,7 +31,7 @@ from infermeter.tune.front import Point, ci_of, front, pick
 from infermeter.tune.objectives import objective_values
 from infermeter.tune.options import TuneOptions
 from infermeter.tune.space import TUNE_SCENARIOS, SearchSpace, build_space, point_key
-from infermeter.tune.trials import Measurement, run_trial
+from infermeter.tune.trials import Measurement, run_trials, session_key
 
 DB_NAME = "tune.db"
 STUDY_NAME = "tune"
@@ -48,7 +53,7 @@ class TuneOutcome:
     spent_s: float
     budget_s: float
     notes: list[str] = field(default_factory=list)
-    longest_trial_s: float = 0.0
+    longest_session_s: float = 0.0  # the longest session run (its trials in one worker)
     device_kind: str = "cpu"
     device_name: str = ""
     gpu_index: int | None = None
@@ -141,7 +146,8 @@ class Tuner:
         self.measured: dict[tuple, Measurement] = {}  # point key -> its screening
         self.ended: dict[int, float] = {}  # trial -> seconds spent when its screening ended
         self.after_trial = None  # called with each Measurement once the study holds it (the fleet streams it)
-        self.longest = 0.0
+        self.longest = 0.0  # the longest session run: what the budget may be overrun by
+        self.pending: list[tuple[dict, dict]] = []  # (params, user attrs) to propose before the sampler does
 
     def _note(self, line: str) -> None:
         self.notes.append(line)
@@ -173,8 +179,8 @@ class Tuner:
         if old is None:
             study.set_user_attr("objectives", names)
             study.set_user_attr("spent_s", 0.0)
-            for point in self.space.starting_points():  # each engine's defaults first, then the sampler's picks
-                study.enqueue_trial(self.space.params(point), user_attrs={"start": True})
+        # each engine's defaults first (those not measured yet, on a resume), then the sampler's picks
+        self.pending += [(self.space.params(p), {"start": True}) for p in self.space.starting_points()]
         self.spent_before = float(study.user_attrs.get("spent_s", 0.0))  # earlier runs of this search
         return study
 
@@ -213,7 +219,12 @@ class Tuner:
             else:
                 study.tell(t.number, state=optuna.trial.TrialState.FAIL)
                 if point is not None:
-                    study.enqueue_trial(t.params, user_attrs={"requeued_from": t.number})
+                    self.pending.insert(0, (t.params, {"requeued_from": t.number}))
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+            # enqueued by a tuner killed before its ask: taken off the queue, proposed again in order
+            fixed = study.ask()
+            study.tell(fixed.number, state=optuna.trial.TrialState.FAIL)
+            self.pending.insert(0, (t.system_attrs.get("fixed_params", {}), {"requeued_from": t.number}))
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
                                                           optuna.trial.TrialState.FAIL)):
             point, row = t.user_attrs.get("point"), rows.get((t.number, "screen"))
@@ -222,25 +233,77 @@ class Tuner:
                                                               float(t.user_attrs.get("wall_s", 0.0)))
                 self.ended[t.number] = float(t.user_attrs.get("ended_s", 0.0))
 
-    def measure(self, point: dict, trial: int, stage: str) -> Measurement:
-        if self.knobs is not None:
+    def measure_session(self, trials: list[tuple[int, dict]], stage: str) -> list[Measurement]:
+        """Measure trials of one session (same session_key) in one worker."""
+        point = trials[0][1]
+        if self.knobs is not None:  # device knobs are part of the session key: the same for every trial
             self.knobs.apply(point.get("power_limit_w"), point.get("locked_clocks_mhz"))
         remaining = max(self.opts.budget_s - self.elapsed(), self.opts.screen_time_s)
         ci = self.cfg.target_ci or self.opts.confirm_ci
-        m = run_trial(self.base, point, trial, stage, self.prepared, screen_s=self.opts.screen_time_s,
-                      target_ci=ci, max_time_s=min(self.cfg.max_time_s, remaining))
-        self.longest = max(self.longest, m.wall_s)
+        ms = run_trials(self.base, trials, stage, self.prepared, screen_s=self.opts.screen_time_s, target_ci=ci,
+                        max_time_s=min(self.cfg.max_time_s, remaining / len(trials)))
+        self.longest = max(self.longest, ms[0].session_s)
         if not self.cfg.quiet:  # progress: one line per trial
             from infermeter.tune.output import config_text
 
-            r = m.row
-            vals = ", ".join(f"{o.name} {v:.4g}" for o, v in zip(self.objectives, objective_values(r, self.objectives)
-                                                                  or [], strict=False))
-            why = self.opts.constraints.why_not(r)
-            print(f"trial {trial:>3} [{stage}] {config_text(point)} -> {vals or r.get('status')}"
-                  f"{' (infeasible: ' + why + ')' if why else ''} [{m.wall_s:.1f} s; {self.elapsed():.0f} of "
-                  f"{self.opts.budget_s:g} s spent]", flush=True)
-        return m
+            for m in ms:
+                r = m.row
+                vals = ", ".join(f"{o.name} {v:.4g}" for o, v in zip(self.objectives,
+                                                                      objective_values(r, self.objectives) or [],
+                                                                      strict=False))
+                why = self.opts.constraints.why_not(r)
+                print(f"trial {m.trial:>3} [{stage}] {config_text(m.point)} -> {vals or r.get('status')}"
+                      f"{' (infeasible: ' + why + ')' if why else ''} [{m.wall_s:.1f} s of a {m.session_s:.1f} s "
+                      f"session of {m.session_trials}; {self.elapsed():.0f} of {self.opts.budget_s:g} s spent]",
+                      flush=True)
+        return ms
+
+    def _ask(self, study, params: dict | None = None, attrs: dict | None = None):
+        """A new trial and its point: the sampler's proposal, or `params`, enqueued right before the ask (the
+        queue is otherwise empty, so the ask hands back exactly it)."""
+        if params is not None:
+            study.enqueue_trial(params, user_attrs=attrs or None)
+        trial = study.ask()
+        point = self.space.suggest(trial)
+        trial.set_user_attr("point", point)
+        return trial, point
+
+    def _next_pending(self) -> tuple[dict, dict] | None:
+        while self.pending:
+            params, attrs = self.pending.pop(0)
+            point = self.space.point_of(params)
+            if point is not None and point_key(point) not in self.measured:
+                return params, attrs
+        return None
+
+    def _session_fits(self, limit_s: float) -> int | None:
+        """How many trials a session may hold and still end by `limit_s`: the seconds left over the largest
+        per-trial share of a session so far (None before the first session: nothing measured to go by)."""
+        shares = [m.wall_s for m in self.measured.values() if m.wall_s > 0]
+        if not shares:
+            return None
+        return max(1, int((limit_s - self.elapsed()) / max(shares)))
+
+    def _siblings(self, study, trial, point: dict, limit_s: float) -> list:
+        """The point's unmeasured siblings (same session, other cheap knobs), nearest batch size first, as
+        many as fit the budget, each asked as its own trial."""
+        import math
+
+        key, skey = point_key(point), session_key(point)
+        candidates = [p for p in self.space.points() if session_key(p) == skey and point_key(p) != key
+                      and point_key(p) not in self.measured]
+        candidates.sort(key=lambda p: (abs(math.log2(p["batch_size"] / point["batch_size"])),
+                                       abs(p.get("streams", 1) - point.get("streams", 1)), p["batch_size"]))
+        fits = self._session_fits(limit_s)
+        if fits is not None:
+            candidates = candidates[: fits - 1]
+        out = []
+        for p in candidates:
+            t, got = self._ask(study, self.space.params(p), {"sibling_of": trial.number})
+            if point_key(got) != point_key(p):  # the queue handed back another point: measure that one alone
+                raise RuntimeError(f"trial {t.number}: asked for {p}, got {got}")
+            out.append((t, got))
+        return out
 
     def screen(self, study) -> None:
         import optuna
@@ -251,10 +314,9 @@ class Tuner:
             if len(self.measured) >= size:
                 self._note(f"every one of the {size} points was measured")
                 return
-            trial = study.ask()
-            point = self.space.suggest(trial)
+            proposal = self._next_pending()
+            trial, point = self._ask(study, *proposal) if proposal else self._ask(study)
             key = point_key(point)
-            trial.set_user_attr("point", point)
             if key in self.measured:  # proposed again: answered from its measurement, nothing re-run
                 prev = self.measured[key]
                 self._tell(study, trial, prev, duplicate_of=prev.trial)
@@ -264,17 +326,24 @@ class Tuner:
                     return
                 continue
             repeats = 0
+            group = [(trial, point)]
             try:
-                m = self.measure(point, trial.number, "screen")
+                group += self._siblings(study, trial, point, self.opts.budget_s * self.opts.screen_share)
+                ms = self.measure_session([(t.number, p) for t, p in group], "screen")
             except BaseException:
-                study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+                for t, _ in group:
+                    study.tell(t.number, state=optuna.trial.TrialState.FAIL)
                 raise
-            self.measured[key] = m
-            self.ended[trial.number] = self.elapsed()
-            self._tell(study, trial, m, wall_s=m.wall_s, ended_s=self.ended[trial.number])
+            ended = self.elapsed()
+            for (t, p), m in zip(group, ms, strict=True):
+                self.measured[point_key(p)] = m
+                self.ended[t.number] = ended
+                self._tell(study, t, m, wall_s=m.wall_s, ended_s=ended, session_s=m.session_s,
+                           session_trials=m.session_trials)
             study.set_user_attr("spent_s", self.elapsed())
-            if self.after_trial:
-                self.after_trial(m)
+            for m in ms:
+                if self.after_trial:
+                    self.after_trial(m)
 
     def points(self) -> list[Point]:
         rows = _rows_by_trial(self.out_dir)
@@ -297,17 +366,20 @@ class Tuner:
         members = front(self.points(), self.objectives)
         first = pick(members, self.objectives, "knee")
         order = [first] + [p for p in members if p is not first] if first else []
-        left = 0
+        sessions: dict[tuple, list[Point]] = {}  # the knee's session first; a session's members in one worker
         for p in order:
-            if (p.trial, "confirm") in rows:
-                continue
+            if (p.trial, "confirm") not in rows:
+                sessions.setdefault(session_key(p.config), []).append(p)
+        left = 0
+        for todo in sessions.values():
             if self.elapsed() >= self.opts.budget_s:
-                left += 1
+                left += len(todo)
                 continue
-            m = self.measure(p.config, p.trial, "confirm")
+            ms = self.measure_session([(p.trial, p.config) for p in todo], "confirm")
             study.set_user_attr("spent_s", self.elapsed())
-            if self.after_trial:
-                self.after_trial(m)
+            for m in ms:
+                if self.after_trial:
+                    self.after_trial(m)
         if left:
             self._note(f"{left} front member(s) not re-measured with the CI stop: the budget was spent "
                        "(a larger --budget-s with --resume continues)")

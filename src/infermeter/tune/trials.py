@@ -2,8 +2,10 @@
 with the trial number and stage added to the row.
 
 The model's artifacts are built once per tune (the first trial's prepare worker; the ArtifactStore caches
-them on disk across runs), so a trial pays only for its engine session: that build and compile time lands
-in the row's build_s, load_s and compile_s columns, never in its timing.
+them on disk across runs). Trials that differ only in the cheap knobs (batch size, streams) share one
+engine session: one worker builds the session, runs the check once for all their batch sizes and measures
+them one after another, each its own cell and row (the innermost loop). Session build and compile time
+land in each row's build_s, load_s and compile_s columns, never in its timing.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from infermeter.sweep import Sweep
 STAGES = ("screen", "confirm")
 #: point keys that are not RunConfig fields: the tuner sets them on the device around the trial
 _CELL_KEYS = {"engine", "precision", "batch_size", "streams"}
+#: knobs a running session varies without a new session: each value is another cell of the same worker
+CHEAP_KNOBS = ("batch_size", "streams")
+
+
+def session_key(point: dict) -> tuple:
+    """What a point's engine session is built from: everything but the cheap knobs."""
+    return tuple(sorted((k, v) for k, v in point.items() if k not in CHEAP_KNOBS))
 
 
 @dataclass
@@ -27,15 +36,20 @@ class Measurement:
     stage: str
     point: dict
     row: dict  # the results.csv row, as written
-    wall_s: float  # the whole trial (session build, check, timing): what the budget pays
+    wall_s: float  # the trial's share of its session run (build, check, timing): what the budget pays
+    session_s: float = 0.0  # the whole session run this trial was measured in
+    session_trials: int = 1  # how many trials that session measured
 
 
 def trial_config(base: RunConfig, point: dict, stage: str, *, screen_s: float, target_ci: float,
-                 max_time_s: float) -> RunConfig:
-    """The run configuration of one point at one stage: a short fixed window to screen, the CI stop to confirm."""
+                 max_time_s: float, batch_sizes: list[int] | None = None,
+                 streams: list[int] | None = None) -> RunConfig:
+    """The run configuration of one point at one stage: a short fixed window to screen, the CI stop to confirm.
+    batch_sizes/streams: the cheap knobs of every trial sharing the point's session."""
     data = base.to_dict()
-    data.update(engines=[point["engine"]], precisions=[point["precision"]], batch_sizes=[point["batch_size"]],
-                streams=[point.get("streams", 1)], resume=False, quiet=True, json_path=None)
+    data.update(engines=[point["engine"]], precisions=[point["precision"]],
+                batch_sizes=batch_sizes or [point["batch_size"]], streams=streams or [point.get("streams", 1)],
+                resume=False, quiet=True, json_path=None)
     names = {f.name for f in fields(RunConfig)}
     data.update({k: v for k, v in point.items() if k not in _CELL_KEYS and k in names})
     if stage == "confirm":
@@ -46,18 +60,26 @@ def trial_config(base: RunConfig, point: dict, stage: str, *, screen_s: float, t
 
 
 class TrialSweep(Sweep):
-    """A one-cell sweep whose row carries the trial and stage. Its cell id ends in the trial number, so the
-    per-request latency file of each trial is its own."""
+    """A sweep of one engine session whose cells are trials: each row carries its trial and stage, and its
+    cell id ends in the trial number, so the per-request latency file of each trial is its own. The plan's
+    cells that no trial asked for (the batch x streams product) are dropped."""
 
-    def __init__(self, cfg: RunConfig, trial: int, stage: str, prepared: dict):
+    def __init__(self, cfg: RunConfig, trials: dict[tuple[int, int], int], stage: str, prepared: dict):
         super().__init__(cfg)
-        self.trial, self.stage, self.prepared = trial, stage, prepared
-        suffix = f"_t{trial}" + ("" if stage == "screen" else f"_{stage}")
+        self.stage, self.prepared = stage, prepared
+        self.trial_of: dict[str, int] = {}
+        tail = "" if stage == "screen" else f"_{stage}"
         for g in self.groups:
-            g.cells = [replace(c, cell_id=c.cell_id + suffix) for c in g.cells]
+            cells = []
+            for c in g.cells:
+                trial = trials.get((c.batch_size, c.streams))
+                if trial is not None:
+                    cells.append(replace(c, cell_id=f"{c.cell_id}_t{trial}{tail}"))
+                    self.trial_of[cells[-1].cell_id] = trial
+            g.cells = cells
 
     def emit(self, row: dict) -> None:
-        super().emit({**row, "trial": self.trial, "stage": self.stage})
+        super().emit({**row, "trial": self.trial_of[row["cell_id"]], "stage": self.stage})
 
     def prepare_model(self, model, kinds: set[str]) -> str | None:
         """Artifacts once per tune: a later trial needing no kind beyond those built reuses that build."""
@@ -70,16 +92,33 @@ class TrialSweep(Sweep):
         return err
 
 
-def run_trial(base: RunConfig, point: dict, trial: int, stage: str, prepared: dict, **windows) -> Measurement:
-    """Measure one point; returns its row (ok, mismatch, failed or skipped) and the trial's wall time."""
-    cfg = trial_config(base, point, stage, **windows)
+def run_trials(base: RunConfig, trials: list[tuple[int, dict]], stage: str, prepared: dict,
+               **windows) -> list[Measurement]:
+    """Measure points of one session (same session_key) in one worker, one cell each; returns each trial's
+    row (ok, mismatch, failed or skipped) with its share of the session's wall time."""
+    points = [p for _, p in trials]
+    keys = {session_key(p) for p in points}
+    if len(keys) != 1:
+        raise ValueError(f"trials of one session share everything but {', '.join(CHEAP_KNOBS)}: {points}")
+    by_cell = {(p["batch_size"], p.get("streams", 1)): t for t, p in trials}
+    if len(by_cell) != len(trials):
+        raise ValueError(f"two trials of one session measure the same point: {points}")
+    cfg = trial_config(base, points[0], stage, batch_sizes=sorted({b for b, _ in by_cell}),
+                       streams=sorted({s for _, s in by_cell}), **windows)
     t0 = time.monotonic()
-    sweep = TrialSweep(cfg, trial, stage, prepared)
+    sweep = TrialSweep(cfg, by_cell, stage, prepared)
     try:
         sweep.run()
     except StopSweep as e:
         raise BadInput(str(e)) from None
-    rows = sweep.rows
-    if len(rows) != 1:  # the plan of one engine, precision, batch and stream count is one cell
-        raise RuntimeError(f"trial {trial}: expected one row, the sweep wrote {len(rows)}")
-    return Measurement(trial, stage, point, rows[0], time.monotonic() - t0)
+    wall = time.monotonic() - t0
+    rows = {sweep.trial_of[r["cell_id"]]: r for r in sweep.rows if r["cell_id"] in sweep.trial_of}
+    missing = [t for t, _ in trials if t not in rows]
+    if missing:  # every planned cell leaves a row (ok, mismatch, failed or skipped)
+        raise RuntimeError(f"trials {missing}: the sweep wrote no row")
+    return [Measurement(t, stage, p, rows[t], wall / len(trials), wall, len(trials)) for t, p in trials]
+
+
+def run_trial(base: RunConfig, point: dict, trial: int, stage: str, prepared: dict, **windows) -> Measurement:
+    """Measure one point in a session of its own."""
+    return run_trials(base, [(trial, point)], stage, prepared, **windows)[0]
