@@ -376,6 +376,11 @@ def test_limits_make_measured_points_infeasible(branchy_tune):
         assert all(flag in p.why_infeasible for p in pts if not p.feasible)
         members = front(pts, objs)
         assert members and all(p.feasible for p in members)
+    # a row whose window held too few requests for an interval (ci95_rel inf) can never be told apart from
+    # another, so it does not compete at all
+    one_request = {**rows[0], "iterations": "1", "ci95_rel": "inf"}
+    assert "95% interval" in Constraints().why_not(one_request)
+    assert Constraints().violations(one_request)["interval"] > 0 and Constraints().why_not(rows[0]) is None
 
 
 @pytest.mark.slow

@@ -276,13 +276,15 @@ class Tuner:
                 return params, attrs
         return None
 
-    def _session_fits(self, limit_s: float) -> int | None:
+    def _session_fits(self, engine: str, limit_s: float) -> int | None:
         """How many trials a session may hold and still end by `limit_s`: the seconds left over the largest
-        per-trial share of a session so far (None before the first session: nothing measured to go by)."""
+        per-trial share of this engine's sessions so far (of any engine's before its first; None before the
+        first session: nothing measured to go by). Engines differ tenfold (a torch.compile per batch size)."""
         shares = [m.wall_s for m in self.measured.values() if m.wall_s > 0]
+        own = [m.wall_s for m in self.measured.values() if m.wall_s > 0 and m.point["engine"] == engine]
         if not shares:
             return None
-        return max(1, int((limit_s - self.elapsed()) / max(shares)))
+        return max(1, int((limit_s - self.elapsed()) / max(own or shares)))
 
     def _siblings(self, study, trial, point: dict, limit_s: float) -> list:
         """The point's unmeasured siblings (same session, other cheap knobs), nearest batch size first, as
@@ -294,7 +296,7 @@ class Tuner:
                       and point_key(p) not in self.measured]
         candidates.sort(key=lambda p: (abs(math.log2(p["batch_size"] / point["batch_size"])),
                                        abs(p.get("streams", 1) - point.get("streams", 1)), p["batch_size"]))
-        fits = self._session_fits(limit_s)
+        fits = self._session_fits(point["engine"], limit_s)
         if fits is not None:
             candidates = candidates[: fits - 1]
         out = []
