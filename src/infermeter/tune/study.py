@@ -276,15 +276,17 @@ class Tuner:
                 return params, attrs
         return None
 
-    def _session_fits(self, engine: str, limit_s: float) -> int | None:
+    #: trials in an engine's first session, before its cost per trial is known
+    FIRST_SESSION_TRIALS = 2
+
+    def _session_fits(self, engine: str, limit_s: float) -> int:
         """How many trials a session may hold and still end by `limit_s`: the seconds left over the largest
-        per-trial share of this engine's sessions so far (of any engine's before its first; None before the
-        first session: nothing measured to go by). Engines differ tenfold (a torch.compile per batch size)."""
-        shares = [m.wall_s for m in self.measured.values() if m.wall_s > 0]
+        per-trial share of this engine's sessions so far. Engines differ tenfold (torch.compile compiles
+        per batch size), so an engine's first session holds FIRST_SESSION_TRIALS, and its cost is known after."""
         own = [m.wall_s for m in self.measured.values() if m.wall_s > 0 and m.point["engine"] == engine]
-        if not shares:
-            return None
-        return max(1, int((limit_s - self.elapsed()) / max(own or shares)))
+        if not own:
+            return self.FIRST_SESSION_TRIALS
+        return max(1, int((limit_s - self.elapsed()) / max(own)))
 
     def _siblings(self, study, trial, point: dict, limit_s: float) -> list:
         """The point's unmeasured siblings (same session, other cheap knobs), nearest batch size first, as
@@ -296,9 +298,7 @@ class Tuner:
                       and point_key(p) not in self.measured]
         candidates.sort(key=lambda p: (abs(math.log2(p["batch_size"] / point["batch_size"])),
                                        abs(p.get("streams", 1) - point.get("streams", 1)), p["batch_size"]))
-        fits = self._session_fits(point["engine"], limit_s)
-        if fits is not None:
-            candidates = candidates[: fits - 1]
+        candidates = candidates[: self._session_fits(point["engine"], limit_s) - 1]
         out = []
         for p in candidates:
             t, got = self._ask(study, self.space.params(p), {"sibling_of": trial.number})
