@@ -12,11 +12,13 @@ import pytest
 from infermeter.config import RunConfig
 from infermeter.plan import Cell
 from infermeter.protocol import (
+    ArtifactFacts,
     BadInputFound,
     CellRow,
     CellStart,
     DiskFull,
     Done,
+    EngineFacts,
     FromDevice,
     GroupFailed,
     Info,
@@ -27,6 +29,7 @@ from infermeter.protocol import (
 from infermeter.results.folder import ResultsFolder
 from infermeter.results.run_info import DeviceFacts, RunInfo
 from infermeter.sweep import Sweep
+from infermeter.telemetry.records import TelemetryFacts
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "models" / "example_mlp"
 
@@ -44,7 +47,11 @@ def test_the_job_and_every_message_cross_a_pipe_unchanged_and_frozen(sweep):
     job = sweep.job("engine", group.model, engine=group.engine, precision=group.precision, cells=tuple(group.cells))
     assert isinstance(job, WorkerJob) and all(isinstance(c, Cell) for c in job.cells)
     assert len(job.cells) == 2 + 2 * 2
-    messages = [Info(engine={"k": {"settings": {}}}, telemetry={"power": "none"}), CellStart("c"),
+    engine = EngineFacts(settings={}, build_s=None, load_s=0.1, shape_mode="dynamic", compile_s={}, check={})
+    telemetry = TelemetryFacts(energy_source="unavailable: none", interval_ms=100.0, pid=1, power_idle_w=None,
+                               idle=None, energy_counter=None, bound_rule="", gpu={}, rapl={}, notes=[])
+    messages = [Info(engine={"k": engine}, telemetry=telemetry), CellStart("c"),
+                Info(artifacts=ArtifactFacts(built={"onnx_exporter": "x"}, built_s={"onnx": 1.0})),
                 CellRow({"cell_id": "c", "status": "ok"}), GroupFailed("e"), BadInputFound("b"), DiskFull("d"), Done()]
     # the fleet: the same messages, the cell's files with its row, addressed by device
     info = RunInfo(run_id="r", created_at="t", infermeter={}, command="c", device=DeviceFacts("cpu", "CPU", "cpu"),

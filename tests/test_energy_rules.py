@@ -18,6 +18,7 @@ from infermeter.telemetry import energy as ea
 from infermeter.telemetry import open_monitor
 from infermeter.telemetry.monitor import (
     BOUND_GPU_UTIL_PCT,
+    BOUND_RULE,
     BOUND_THREAD_PCT,
     COUNTER_MAX_ERROR,
     IDLE_SETTLE_TOLERANCE,
@@ -96,20 +97,20 @@ def test_idle_waits_until_power_stops_falling():
     board = ScriptedBoard(cooling)
     with board_monitor(board) as mon:
         idle_w = mon.measure_idle(window, max_wait_s=20)
-        info = mon.run_info()["idle"]
+        info = mon.run_info().idle
         samples = list(mon._sampler.samples)
     times = [s["t"] for s in samples]
     power = [s["power_w"] for s in samples]
-    assert info["settled"] is True and info["power_idle_w"] == idle_w
-    assert "within 2% of the mean" in info["rule"] and info["window_s"] == window
+    assert info.settled is True and info.power_idle_w == idle_w
+    assert "within 2% of the mean" in info.rule and info.window_s == window
     # the rule holds at the end: the last window's mean within 2% of the one before
-    assert abs(info["power_idle_w"] - info["previous_window_w"]) <= IDLE_SETTLE_TOLERANCE * info["previous_window_w"]
+    assert abs(info.power_idle_w - info.previous_window_w) <= IDLE_SETTLE_TOLERANCE * info.previous_window_w
     ok, last, prev = ea.settled_idle(times, power, window, IDLE_SETTLE_TOLERANCE)
     assert ok and last == pytest.approx(idle_w)
     # ... and did not hold when the first two windows were in: the baseline waited for the board to cool
     first = [i for i, t in enumerate(times) if t - times[0] <= 2 * window + 1e-9]
     assert not ea.settled_idle([times[i] for i in first], [power[i] for i in first], window, IDLE_SETTLE_TOLERANCE)[0]
-    assert info["waited_s"] > 2 * window
+    assert info.waited_s > 2 * window
     naive_w = ea.window_mean(times, power, times[0], times[0] + window)  # the old rule: the first window
     expected_w = ea.window_mean(times, power, times[-1] - window, times[-1])
     assert idle_w == pytest.approx(expected_w, rel=1e-9) and idle_w < naive_w
@@ -122,8 +123,8 @@ def test_flat_power_settles_after_two_windows():
     with board_monitor(board) as mon:
         idle_w = mon.measure_idle(window)
         info = mon.idle_info
-    assert info["settled"] and idle_w == pytest.approx(IDLE_W)
-    assert 2 * window <= info["waited_s"] < 2 * window + 4 * FAST_MS / 1000
+    assert info.settled and idle_w == pytest.approx(IDLE_W)
+    assert 2 * window <= info.waited_s < 2 * window + 4 * FAST_MS / 1000
 
 
 def test_idle_that_never_settles_is_marked_and_reaches_the_rows():
@@ -134,9 +135,9 @@ def test_idle_that_never_settles_is_marked_and_reaches_the_rows():
         mon.start()
         t0 = time.perf_counter()
         time.sleep(0.2)
-        row = mon.stop(t0, time.perf_counter(), 10).row
-    assert info["settled"] is False and "did not settle within 0.5 s" in info["why"]
-    assert row["power_idle_w"] == info["power_idle_w"]
+        row = mon.stop(t0, time.perf_counter(), 10).columns()
+    assert info.settled is False and "did not settle within 0.5 s" in info.why
+    assert row["power_idle_w"] == info.power_idle_w
     assert row["energy_net_j"] is None or row["energy_net_note"].startswith("idle baseline unsettled")
 
 
@@ -155,8 +156,8 @@ def test_rapl_idle_takes_one_window(tmp_path):
         t1 = time.perf_counter()
         write_atomic(files["package"], str(1_000_000 + 2_000_000))  # 2 J in the cell
         time.sleep(0.2)
-        row = mon.stop(t1, time.perf_counter(), 1).row
-    assert "RAPL: one window" in info["rule"] and info["settled"] is None
+        row = mon.stop(t1, time.perf_counter(), 1).columns()
+    assert "RAPL: one window" in info.rule and info.settled is None
     assert row["energy_source"] == "rapl" and row["energy_net_j"] is not None and row["energy_net_note"] is None
 
 
@@ -170,7 +171,7 @@ def test_negative_net_energy_is_a_reason_not_a_number():
         mon.start()
         t0 = time.perf_counter()
         time.sleep(0.4)
-        row = mon.stop(t0, time.perf_counter(), 40).row
+        row = mon.stop(t0, time.perf_counter(), 40).columns()
     assert idle_w == pytest.approx(150.0)
     assert row["energy_j"] == pytest.approx(100.0 * row["energy_window_s"], rel=0.02)  # gross stays
     assert row["energy_net_j"] is None
@@ -191,14 +192,14 @@ def test_counter_period_is_measured_and_a_2_s_window_is_extended():
     board = ScriptedBoard(lambda t: IDLE_W, step_s=STEP_S)
     with board_monitor(board) as mon:
         period = mon.measure_counter_period()
-        info = mon.run_info()["energy_counter"]
+        info = mon.run_info().energy_counter
         needed = mon.energy_window_needed_s(2.0)
         assert mon.energy_pass_needed(2.0, 2.0)  # a 2 s window is too short for 100 ms steps at 1%
         assert not mon.energy_pass_needed(needed * 1.01, 2.0)
     assert period == pytest.approx(STEP_S, abs=0.01)
-    assert info["update_period_ms"] == pytest.approx(period * 1e3) and info["changes_seen"] >= 3
+    assert info.update_period_ms == pytest.approx(period * 1e3) and info.changes_seen >= 3
     assert needed == pytest.approx(STEP_S / COUNTER_MAX_ERROR, rel=0.1) and needed > 2.0
-    assert info["min_energy_window_s"] == needed
+    assert info.min_energy_window_s == needed
 
 
 def test_a_continuous_counter_keeps_the_asked_window():
@@ -215,7 +216,7 @@ def test_a_counter_that_never_moves_says_why():
 
     with board_monitor(Frozen(lambda t: IDLE_W)) as mon:
         assert mon.measure_counter_period(max_s=0.2) is None
-        assert "too few" in mon.counter_info["why"] and mon.energy_window_needed_s(2.0) == 2.0
+        assert "too few" in mon.counter_info.why and mon.energy_window_needed_s(2.0) == 2.0
 
 
 def test_a_counter_read_that_fails_costs_the_probe_only():
@@ -225,7 +226,7 @@ def test_a_counter_read_that_fails_costs_the_probe_only():
 
     with board_monitor(Failing(lambda t: IDLE_W)) as mon:
         assert mon.measure_counter_period() is None
-        assert "GPU is lost" in mon.counter_info["why"] and mon.energy_window_needed_s(2.0) == 2.0
+        assert "GPU is lost" in mon.counter_info.why and mon.energy_window_needed_s(2.0) == 2.0
 
 
 @pytest.mark.slow
@@ -236,7 +237,7 @@ def test_the_extended_window_holds_the_counter_error_within_1_percent():
         seconds = mon.energy_window_needed_s(2.0)
         _, tel = run_metered(mon, "single-stream", Load([lambda _: time.sleep(0.002)], lambda i: i, 1),
                              Budget(warmup=0, time_s=seconds, min_iterations=1))
-    row = tel.row
+    row = tel.columns()
     assert row["energy_window_s"] >= seconds * 0.99
     # constant power: the exact energy of the counter window is power x window; the counter's steps cost <= 1%
     exact_j = IDLE_W * row["energy_window_s"]
@@ -260,7 +261,7 @@ def test_rows_carry_the_busiest_thread_and_bound(util):
         t0 = time.perf_counter()
         while time.perf_counter() - t0 < 0.4:  # this thread spins: the host side of a launch-bound cell
             pass
-        row = mon.stop(t0, time.perf_counter(), 1).row
+        row = mon.stop(t0, time.perf_counter(), 1).columns()
     assert row["busiest_thread_cpu_pct"] is not None and row["busiest_thread_cpu_pct"] > 0
     assert row["gpu_util_avg_pct"] == pytest.approx(util)
     assert row["bound"] == bound_of(util, row["busiest_thread_cpu_pct"])
@@ -272,5 +273,5 @@ def test_cpu_rows_have_no_bound(tmp_path):
     with open_monitor(DeviceInfo("cpu", "test-cpu"), FAST_MS, rapl_root=str(tmp_path / "none")) as mon:
         mon.start()
         t0 = time.perf_counter()
-        row = mon.stop(t0, time.perf_counter(), 1).row
-    assert row["bound"] is None and "bound_rule" in mon.run_info()
+        row = mon.stop(t0, time.perf_counter(), 1).columns()
+    assert row["bound"] is None and mon.run_info().bound_rule == BOUND_RULE

@@ -72,7 +72,7 @@ def test_energy_covers_only_the_measured_requests(scenario, streams, kw):
     gpu, res, tel = metered(scenario, Budget(warmup=25, time_s=0.3), streams=streams, **kw)
     warmup_calls = res.warmup.requests
     assert warmup_calls >= 25 and gpu.calls == warmup_calls + res.requests
-    row = tel.row
+    row = tel.columns()
     assert row["energy_source"] == "nvml-energy-counter"
     assert row["energy_j"] == pytest.approx(res.requests * MJ_PER_CALL / 1000.0)
     assert row["energy_per_item_j"] == pytest.approx(MJ_PER_CALL / 1000.0 / res.items * res.requests)
@@ -85,8 +85,8 @@ def test_loadgen_repeated_runs_report_the_last_runs_items_and_energy():
                             use_loadgen=True)
     assert res.loadgen.runs == 2
     assert gpu.calls > res.warmup.requests + res.requests  # the first run's calls happened
-    assert tel.row["energy_j"] == pytest.approx(res.requests * MJ_PER_CALL / 1000.0)
-    assert tel.row["energy_per_item_j"] == pytest.approx(MJ_PER_CALL / 1000.0 / 2)
+    assert tel.energy.energy_j == pytest.approx(res.requests * MJ_PER_CALL / 1000.0)
+    assert tel.energy.energy_per_item_j == pytest.approx(MJ_PER_CALL / 1000.0 / 2)
 
 
 def test_a_failing_scenario_closes_the_window():
@@ -103,4 +103,22 @@ def test_a_failing_scenario_closes_the_window():
         assert not mon.window_open
         res, tel = run_metered(mon, "single-stream", Load([gpu.client], lambda i: i, 1),
                                Budget(warmup=0, iterations=5))  # the monitor serves the next cell
-    assert tel.row["energy_j"] == pytest.approx(5 * MJ_PER_CALL / 1000.0)
+    assert tel.energy.energy_j == pytest.approx(5 * MJ_PER_CALL / 1000.0)
+
+
+def test_a_separate_energy_pass_gives_the_row_its_energy_and_nothing_else():
+    """measure.telemetry_columns: energy (and its notes) from the longer pass, memory and utilisation from the
+    timed window, as CellMeasurer writes them when the timed window is too short for the counter."""
+    from infermeter.measure import telemetry_columns
+
+    gpu = CallEnergyGpu()
+    load = Load([gpu.client], lambda i: i, 1)
+    with open_monitor(DeviceInfo("cuda", gpu.name, 0), FAST_MS, gpu_reader=gpu) as mon:
+        _, timed = run_metered(mon, "single-stream", load, Budget(warmup=0, iterations=5),
+                               allocator_peak=lambda: 11.0)
+        _, longer = run_metered(mon, "single-stream", load, Budget(warmup=0, iterations=20))
+    row = telemetry_columns(timed, longer)
+    assert row == {**timed.columns(), **longer.energy.columns(), "telemetry_notes": longer.notes}
+    assert row["energy_j"] == pytest.approx(20 * MJ_PER_CALL / 1000.0) != timed.energy.energy_j
+    assert row["device_mem_allocator_peak_mb"] == 11.0 and longer.memory.device_mem_allocator_peak_mb is None
+    assert telemetry_columns(timed, timed) == timed.columns()  # no pass: the timed window's records alone

@@ -179,8 +179,8 @@ def test_energy_on_a_mig_slice_is_said_to_be_board_wide():
         dev = DeviceInfo("cuda", gpu.name, 1, mig=mig)
         with open_monitor(dev, 50.0, gpu_reader=gpu) as mon:
             _, tel = run_metered(mon, "single-stream", Load([gpu.client], lambda i: i, 1), Budget(warmup=0, iterations=3))
-        assert tel.row["energy_source"].startswith("nvml-energy-counter")
-        assert ("board-wide" in tel.row["energy_source"]) == mig
+        assert tel.energy.energy_source.startswith("nvml-energy-counter")
+        assert ("board-wide" in tel.energy.energy_source) == mig
 
 
 # ---- packaging, cache keys, precisions ---------------------------------------------------------------

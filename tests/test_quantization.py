@@ -168,7 +168,7 @@ def test_synthetic_keras_weights_keep_their_answers_under_int8(cls, keras_small)
     assert result.status == "pass", result.detail
     _, held = input_sets(model, CALIB, 64)
     accuracy = heldout_accuracy(engine, model, store, held, max_batch=8)
-    assert accuracy["top1_agreement_fp32"] >= 0.85, accuracy
+    assert accuracy.top1_agreement_fp32 >= 0.85, accuracy
 
 
 def test_openvino_int8_runs_int8_layers_and_passes_the_gate(tiny):
@@ -206,7 +206,7 @@ def test_mobilenet_v3_int8_passes_the_gate_with_the_recipe_for_this_cpu(name, ke
     assert result.status == "pass", result.detail
     _, held = input_sets(model, CALIB, 64)
     accuracy = heldout_accuracy(engine, model, store, held, max_batch=8)
-    assert accuracy["top1_agreement_fp32"] >= 0.85 and accuracy["snr_db"] >= 12, accuracy
+    assert accuracy.top1_agreement_fp32 >= 0.85 and accuracy.snr_db >= 12, accuracy
 
 
 def test_onednn_saturation_follows_the_cpu_and_onednn_isa_cap(monkeypatch):

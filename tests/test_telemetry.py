@@ -285,13 +285,13 @@ def test_counter_window_and_derived_fields_on_scripted_gpu():
         # the scripted power is a ramp, so the trapezoid over the last window is its exact mean
         t_last = mon._sampler.samples[-1]["t"]
         assert idle_w == pytest.approx(gpu.power_w(t_last - 0.15), rel=1e-3)
-        assert mon.idle_info["settled"] is False and "did not settle within 0.6 s" in mon.idle_info["why"]
+        assert mon.idle_info.settled is False and "did not settle within 0.6 s" in mon.idle_info.why
 
         gpu.counter_log.clear()
         gpu.samples_returned.clear()
         items = 3000
         cell, t0, t1 = timed_cell(mon, 0.6, items, allocator_peak_mb=321.5)
-    row = cell.row
+    row = cell.columns()
     assert gpu.closed
     (tc0, mj0), (tc1, mj1) = gpu.counter_log
     assert row["energy_source"] == "nvml-energy-counter"
@@ -330,7 +330,7 @@ def test_power_samples_fallback_integrates_the_timed_region():
     with open_monitor(DeviceInfo("cuda", gpu.name, 0), FAST_MS, gpu_reader=gpu) as mon:
         assert mon.energy_pass_needed(0.6, 5.0) and not mon.energy_pass_needed(5.0, 5.0)
         cell, t0, t1 = timed_cell(mon, 0.6, 100)
-    row = cell.row
+    row = cell.columns()
     assert row["energy_source"] == "nvml-power-samples"
     assert row["energy_window_s"] == t1 - t0
     expected_j = gpu.energy_j_until(t1) - gpu.energy_j_until(t0)
@@ -346,7 +346,7 @@ def test_rapl_is_the_source_on_a_cpu_run(tmp_path):
     pkg0, dram0 = 5_000_000, 7_000_000
     files = make_rapl_tree(tmp_path, pkg0, dram0, max_range)
     with open_monitor(CPU, FAST_MS, rapl_root=str(tmp_path)) as mon:
-        assert "whole socket" in " ".join(mon.run_info()["notes"])
+        assert "whole socket" in " ".join(mon.run_info().notes)
         mon.start()
         t0 = time.perf_counter()
         time.sleep(0.15)
@@ -355,7 +355,7 @@ def test_rapl_is_the_source_on_a_cpu_run(tmp_path):
         write_atomic(files["dram"], str(dram1))
         time.sleep(0.15)
         t1 = time.perf_counter()
-        row = mon.stop(t0, t1, 10).row
+        row = mon.stop(t0, t1, 10).columns()
     assert row["energy_source"] == "rapl"
     assert row["energy_j"] == pytest.approx(((pkg1 - pkg0) + (dram1 - dram0)) / 1e6, rel=1e-12)
     assert row["energy_window_s"] >= t1 - t0
@@ -434,7 +434,7 @@ def test_unavailable_energy_is_none_with_the_reason(tmp_path):
         assert not mon.energy_pass_needed(0.01, 5.0)  # no pass can help: there is nothing to read
         cell, t0, t1 = timed_cell(mon, 0.2, 50)
         info = mon.run_info()
-    row = cell.row
+    row = cell.columns()
     source = row["energy_source"]
     assert source.startswith("unavailable: ") and "RAPL" in source and f"{missing} missing" in source
     from infermeter.device import nvml_gpus
@@ -447,8 +447,8 @@ def test_unavailable_energy_is_none_with_the_reason(tmp_path):
         assert row[key] is None, key
     assert row["host_rss_peak_mb"] > 0 and 0 <= row["cpu_util_avg_pct"] <= 100  # the host is always read
     assert all(r["power_w"] is None and r["rss_mb"] > 0 for r in cell.trace)
-    assert info["rapl"]["available"] is False and "missing" in info["rapl"]["why"]
-    assert info["gpu"]["available"] is False and info["gpu"]["why"]
+    assert info.rapl["available"] is False and "missing" in info.rapl["why"]
+    assert info.gpu["available"] is False and info.gpu["why"]
 
 
 def test_cpu_utilisation_stays_within_0_and_100_on_rounding():

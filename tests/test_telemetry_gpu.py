@@ -82,7 +82,7 @@ def test_counter_agrees_with_trace_under_load(gpu_device):
             items += 20
         t1 = time.perf_counter()
         cell = mon.stop(t0, t1, items, allocator_peak_mb=torch.cuda.max_memory_allocated() / 2**20)
-    row = cell.row
+    row = cell.columns()
     assert row["energy_window_s"] >= 5.0
     assert row["energy_j"] > 0 and row["power_avg_w"] > idle_w
     # instant power should track the counter closely; a 1 s average lags the load's start and end
@@ -103,7 +103,7 @@ def test_counter_period_probe_and_settled_idle_on_the_board(gpu_device):
         assert period is not None and 0.0005 < period <= 0.15, mon.counter_info
         assert mon.energy_window_needed_s(2.0) == pytest.approx(max(2.0, period / 0.01))
         idle_w = mon.measure_idle(1.0, max_wait_s=30)
-        info = mon.run_info()["idle"]
-    assert idle_w > 0 and info["power_idle_w"] == idle_w
-    if info["settled"]:  # the rule held: the last second within 2% of the one before
-        assert abs(idle_w - info["previous_window_w"]) <= 0.02 * info["previous_window_w"]
+        info = mon.run_info().idle
+    assert idle_w > 0 and info.power_idle_w == idle_w
+    if info.settled:  # the rule held: the last second within 2% of the one before
+        assert abs(idle_w - info.previous_window_w) <= 0.02 * info.previous_window_w

@@ -8,11 +8,12 @@ error over outputs and its detail names the output that set it. Check modes (--c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from infermeter.errors import UninformativeReference
+from infermeter.records import column, columns_of
 
 # (max abs error relative to the reference's largest output, min top-1 agreement) per precision. fp16 keeps
 # ~3 significant digits; through 50+ layers a few percent of drift is normal (OpenVINO fp16 on a
@@ -36,6 +37,18 @@ CHECK_MODES = ("warn", "strict", "off")
 CHECK_OFF = "not-run: --check off"
 
 
+@dataclass(frozen=True)
+class HeldOutAccuracy:
+    """int8/bf16: the engine's outputs against fp32 outputs on held-out inputs (quantization.heldout_accuracy)."""
+
+    top1_agreement_fp32: float | None = column()  # None: not a classifier
+    snr_db: float | None = column()  # None: identical outputs (the SNR is unbounded)
+    items: int = column("heldout_items")
+
+    def columns(self) -> dict:
+        return columns_of(self)
+
+
 @dataclass
 class CheckResult:
     max_abs_err: float
@@ -44,8 +57,7 @@ class CheckResult:
     status: str  # "pass" / "mismatch" / "not-run: <why>"
     detail: str = ""
     snr_db: float | None = None  # output SNR against the reference
-    #: int8/bf16: top1_agreement_fp32, snr_db and heldout_items over held-out inputs against fp32
-    heldout: dict = field(default_factory=dict)
+    heldout: HeldOutAccuracy | None = None  # int8/bf16 with the check on
 
     @classmethod
     def not_run(cls, why: str) -> CheckResult:
@@ -60,7 +72,7 @@ class CheckResult:
     def row_fields(self) -> dict:
         return {"max_abs_err": self.max_abs_err, "rel_err": self.rel_err,
                 "top1_agreement": self.top1_agreement, "check_snr_db": self.snr_db, "check_status": self.status,
-                **self.heldout}
+                **(self.heldout.columns() if self.heldout is not None else {})}
 
 
 def snr_db(reference: np.ndarray, got: np.ndarray) -> float | None:

@@ -43,6 +43,13 @@ def run_metered(monitor, scenario: str, load, budget, allocator_peak=None, **sce
     return res, tel
 
 
+def telemetry_columns(tel, energy_tel) -> dict:
+    """The row's telemetry columns: every field of the timed window's records (CellTelemetry.columns()), with
+    the energy record and notes of energy_tel, the window the energy comes from (the timed window itself,
+    or the separate longer pass when the timed window is too short for the energy counter)."""
+    return {**tel.columns(), **energy_tel.energy.columns(), "telemetry_notes": energy_tel.notes}
+
+
 class CellMeasurer:
     def __init__(self, cfg, dev, model, engine, monitor, check, job, first_ms: dict[int, float] | None = None):
         self.cfg, self.dev, self.model, self.engine = cfg, dev, model, engine
@@ -126,16 +133,11 @@ class CellMeasurer:
         row.update(res.columns())
         row["streams"] = streams  # the cell's (or the engine's requests in flight), as the identity says
         row["latency_bound_ms"] = cfg.latency_bound_ms if spec.takes_qps else None
-        row.update(tel.row)
-        if energy_tel is not tel:  # energy fields from the longer pass; memory/util from the timed window
-            for k in ("energy_j", "energy_net_j", "energy_net_note", "energy_per_item_j", "items_per_j",
-                      "power_avg_w", "power_peak_w", "power_idle_w", "energy_window_s", "energy_trace_vs_counter_rel",
-                      "energy_trace_vs_counter_pct", "power_field", "energy_source", "throttle_reasons",
-                      "rapl_energy_j", "telemetry_notes"):
-                row[k] = energy_tel.row.get(k)
+        row.update(telemetry_columns(tel, energy_tel))  # energy from the pass it came from, if separate
+        if energy_tel is not tel:
             why = f"--energy-time-s {cfg.energy_time_s:g} s" if energy_s == cfg.energy_time_s else \
                 f"{energy_s:.1f} s for the energy counter's {self.monitor.counter_period_s * 1e3:.0f} ms steps"
-            row["energy_pass"] = f"separate {energy_tel.row.get('energy_window_s') or 0:.1f} s pass (timed window " \
+            row["energy_pass"] = f"separate {energy_tel.energy.energy_window_s or 0:.1f} s pass (timed window " \
                                  f"{res.duration_s:.2f} s < {why})"
         if self.dev.kind == "cuda":
             row.update(self.stage_split(bs))

@@ -14,7 +14,7 @@ CellRow per cell (with the cell's files, which the caller writes) and Done (with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from infermeter.plan import Cell
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from infermeter.device import DeviceInfo
     from infermeter.models.base import ModelOptions
     from infermeter.results.run_info import RunInfo
+    from infermeter.telemetry.records import TelemetryFacts
 
 
 @dataclass(frozen=True)
@@ -52,12 +53,41 @@ class WorkerJob:
 
 
 @dataclass(frozen=True)
+class ArtifactFacts:
+    """A prepare worker's facts for run.json `artifacts[<input shape>]`, one flat mapping as before."""
+
+    built: dict  # the model builder's facts (export tool, opset, passes): its keys are what each builder reports
+    built_s: dict  # artifact -> seconds to build it (ArtifactStore.built)
+    reference: dict = field(default_factory=dict)  # its spread over the check inputs (check.reference_problem)
+    reference_uninformative: str | None = None  # --check warn: why the cells are timed unchecked
+
+    def to_dict(self) -> dict:
+        why = {"reference_uninformative": self.reference_uninformative} if self.reference_uninformative else {}
+        return {**self.built, **self.reference, **why, "built_s": dict(self.built_s)}
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    """One session's facts for run.json `engines[<engine/precision/shape>]`."""
+
+    settings: dict  # Engine.info: its keys are what each engine reports
+    build_s: float | None
+    load_s: float | None
+    shape_mode: str  # static | dynamic
+    compile_s: dict[str, float]  # batch size (text: a JSON key) -> the compile of its artifact
+    check: dict  # the gate's results.csv fields (CheckResult.row_fields, keyed by column) and its detail
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Info:
     """Facts for run.json: the artifacts' (prepare), or one session's settings and check, and telemetry."""
 
-    artifacts: dict | None = None
-    engine: dict = field(default_factory=dict)  # engine_key -> {settings, build_s, load_s, check}
-    telemetry: dict | None = None
+    artifacts: ArtifactFacts | None = None
+    engine: dict[str, EngineFacts] = field(default_factory=dict)  # engine_key -> its facts
+    telemetry: TelemetryFacts | None = None
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from infermeter.device import cpu_has_vnni, is_x86
 from infermeter.errors import BadInput
+
+if TYPE_CHECKING:
+    from infermeter.check import HeldOutAccuracy
 
 DEFAULT_CALIBRATION_ITEMS = 64
 DEFAULT_HELDOUT_ITEMS = 256
@@ -262,9 +266,9 @@ def fp32_heldout_outputs(model, artifacts, held: InputSet) -> np.ndarray:
     return np.load(artifacts.build(name, build))
 
 
-def heldout_accuracy(engine, model, artifacts, held: InputSet, max_batch: int) -> dict:
-    """top1_agreement_fp32, snr_db and heldout_items of this engine's outputs against fp32 outputs."""
-    from infermeter.check import snr_db, top1_agreement
+def heldout_accuracy(engine, model, artifacts, held: InputSet, max_batch: int) -> HeldOutAccuracy:
+    """Top-1 agreement and SNR of this engine's outputs against fp32 outputs on the held-out inputs."""
+    from infermeter.check import HeldOutAccuracy, snr_db, top1_agreement
 
     fp32 = fp32_heldout_outputs(model, artifacts, held)
     outs = []
@@ -273,4 +277,4 @@ def heldout_accuracy(engine, model, artifacts, held: InputSet, max_batch: int) -
         outs.append(got[:real])
     got = np.concatenate(outs, axis=0)
     top1 = top1_agreement(fp32, got) if model.task == "classification" else None
-    return {"top1_agreement_fp32": top1, "snr_db": snr_db(fp32, got), "heldout_items": len(held)}
+    return HeldOutAccuracy(top1_agreement_fp32=top1, snr_db=snr_db(fp32, got), items=len(held))

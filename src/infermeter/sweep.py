@@ -168,12 +168,12 @@ class Sweep:
         """What a worker says, applied: rows written, facts kept for run.json, stops raised."""
         if isinstance(msg, CellRow):
             self.emit(msg.row)
-        elif isinstance(msg, Info):
-            self.info["engines"].update(msg.engine)
+        elif isinstance(msg, Info):  # run.json holds the typed facts as their mappings
+            self.info["engines"].update({key: facts.to_dict() for key, facts in msg.engine.items()})
             if msg.telemetry is not None:
-                self.info["telemetry"] = msg.telemetry
+                self.info["telemetry"] = msg.telemetry.to_dict()
                 if self._group is not None:
-                    self._group["telemetry"] = msg.telemetry
+                    self._group["telemetry"] = self.info["telemetry"]
         elif isinstance(msg, BadInputFound):
             raise StopSweep(msg.message)
         elif isinstance(msg, DiskFull):
@@ -184,9 +184,9 @@ class Sweep:
         failed: list[str] = []
 
         def on_message(msg: Message) -> None:
-            if isinstance(msg, Info):
-                self.info["artifacts"][model.shape_tag()] = msg.artifacts
-                why = (msg.artifacts or {}).get("reference_uninformative")
+            if isinstance(msg, Info) and msg.artifacts is not None:
+                self.info["artifacts"][model.shape_tag()] = msg.artifacts.to_dict()
+                why = msg.artifacts.reference_uninformative
                 if why:  # warn mode: timed, not checked; the rows say so too
                     print(f"infermeter: warning: {model.name}: the correctness check cannot run, reference outputs "
                           f"identical for every input ({why}); cells are timed unchecked (--check strict refuses "

@@ -15,11 +15,13 @@ import traceback
 from pathlib import Path
 
 from infermeter.protocol import (
+    ArtifactFacts,
     BadInputFound,
     CellRow,
     CellStart,
     DiskFull,
     Done,
+    EngineFacts,
     GroupFailed,
     Info,
     WorkerJob,
@@ -117,18 +119,16 @@ def prepare_artifacts(job: WorkerJob, send) -> None:
 
     model = _model_from_job(job)
     store = ArtifactStore(job.config.cache_dir, model.key())
-    facts = model.build_artifacts(store, set(job.artifact_kinds)) or {}
+    built = model.build_artifacts(store, set(job.artifact_kinds)) or {}
     mode = job.config.check
+    spread, problem = {}, None
     if mode != "off":
         _, refs = read_reference_outputs(store)
         spread, problem = reference_problem(refs, model.task)
-        facts.update(spread)
         if problem and mode == "strict":
             raise UninformativeReference(f"{problem} (--check strict)")
-        if problem:
-            facts["reference_uninformative"] = problem
-    facts["built_s"] = dict(store.built)
-    send(Info(artifacts=facts))
+    send(Info(artifacts=ArtifactFacts(built=built, built_s=dict(store.built), reference=spread,
+                                      reference_uninformative=problem)))
 
 
 def _check(engine, model, store, precision: str, batch_sizes: list[int], first_ms: dict[int, float],
@@ -188,8 +188,8 @@ def _output_names(store, n: int) -> list[str] | None:
 REDUCED_PRECISIONS = ("bf16", "int8")  # rows that carry top-1 agreement and SNR against fp32 on held-out inputs
 
 
-def _heldout(engine, model, store, cfg, max_batch: int, first_ms: dict[int, float]) -> dict:
-    """Agreement with fp32 over the held-out inputs (neither calibration nor check inputs)."""
+def _heldout(engine, model, store, cfg, max_batch: int, first_ms: dict[int, float]):
+    """check.HeldOutAccuracy: agreement with fp32 over the held-out inputs (neither calibration nor check inputs)."""
     import numpy as np
 
     from infermeter.models.reference import read_reference_outputs
@@ -243,11 +243,11 @@ def run_engine_group(job: WorkerJob, send) -> None:
             monitor.measure_idle(cfg.idle_time_s, max_wait_s=cfg.idle_max_wait_s)
         from infermeter.plan import engine_key
 
-        def engine_info() -> dict:
-            return {engine_key(job.engine, precision, model.shape_tag()): {
-                "settings": engine.info, "build_s": engine.build_s, "load_s": engine.load_s,
-                "shape_mode": engine.shape_mode, "compile_s": {str(k): v for k, v in engine.compile_s.items()},
-                "check": {**check.row_fields(), "detail": check.detail}}}
+        def engine_info() -> dict[str, EngineFacts]:
+            return {engine_key(job.engine, precision, model.shape_tag()): EngineFacts(
+                settings=engine.info, build_s=engine.build_s, load_s=engine.load_s, shape_mode=engine.shape_mode,
+                compile_s={str(k): v for k, v in engine.compile_s.items()},
+                check={**check.row_fields(), "detail": check.detail})}
 
         send(Info(engine=engine_info(), telemetry=monitor.run_info()))
         from infermeter.measure import CellMeasurer

@@ -4,12 +4,13 @@ registry.py."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from infermeter.errors import BadInput
+from infermeter.records import column, columns_of
 
 #: called once the warm-up is over, right before the timed region starts
 MeasureStart = Callable[[], None]
@@ -94,15 +95,7 @@ class Budget:
 
 
 # ---- what a scenario returns: typed records, each field a results.csv column or a file beside the row ----
-
-def column(name: str | None = None, *, file: str | None = None, internal: str | None = None, part: bool = False,
-           **kw):
-    """A record field and where it is written: results.csv column `name` (default: the field's name), or
-    a file beside the row (`file`), or nowhere because the row already says it or it is a clock value only
-    the harness uses (`internal`, saying why), or a record whose own fields are columns (`part`).
-    ScenarioResult.columns() reads these, so no field can be dropped silently."""
-    return field(metadata={"column": name, "file": file, "internal": internal, "part": part}, **kw)
-
+# (column() says where; infermeter.records holds it for every record of the package)
 
 @dataclass(frozen=True)
 class WarmUp:
@@ -180,15 +173,5 @@ class ScenarioResult:
 
     def columns(self) -> dict:
         """Every results.csv column this result fills: the one place a result becomes row fields."""
-        return {**self.stats, **_columns(self)}
+        return {**self.stats, **columns_of(self)}
 
-
-def _columns(record) -> dict:
-    out: dict = {}
-    for f in fields(record):
-        meta, value = f.metadata, getattr(record, f.name)
-        if meta.get("part"):
-            out.update(_columns(value) if value is not None else {})
-        elif not (meta.get("file") or meta.get("internal")):
-            out[meta.get("column") or f.name] = value
-    return out

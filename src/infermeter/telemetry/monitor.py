@@ -17,13 +17,21 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 
 from infermeter.device import DeviceInfo
 from infermeter.telemetry import energy as ea
 from infermeter.telemetry.host import HostReader, busiest_thread_pct, cpu_util_pct, proc_cpu_util_pct
 from infermeter.telemetry.nvml import GpuReader, clock_event_names, open_nvml
 from infermeter.telemetry.rapl import DEFAULT_POWERCAP_ROOT, WHOLE_SOCKET_NOTE, RaplAccumulator, RaplReader
+from infermeter.telemetry.records import (
+    CellTelemetry,
+    CounterFacts,
+    EnergyRecord,
+    IdleFacts,
+    MemoryRecord,
+    TelemetryFacts,
+    UtilisationRecord,
+)
 from infermeter.telemetry.sampler import Sampler
 
 COUNTER, SAMPLES, RAPL = "nvml-energy-counter", "nvml-power-samples", "rapl"
@@ -56,12 +64,6 @@ def bound_of(gpu_util_pct: float | None, busiest_thread_pct: float | None) -> st
     return "unknown"
 
 
-@dataclass
-class CellTelemetry:
-    row: dict                                   # schema ENERGY + MEMORY fields (energy_pass is the worker's)
-    trace: list[dict]                           # TRACE_COLUMNS per sample, time_s relative to t0
-
-
 def _max(values) -> float | None:
     present = [v for v in values if v is not None]
     return max(present) if present else None
@@ -85,9 +87,9 @@ class Monitor:
         self._host = HostReader(pid)
         self._sampler = Sampler(self._read_sample, interval_ms)
         self.power_idle_w: float | None = None
-        self.idle_info: dict = {}     # the settled-idle rule and what it found, for run.json
+        self.idle_info: IdleFacts | None = None  # the settled-idle rule and what it found, for run.json
         self.counter_period_s: float | None = None
-        self.counter_info: dict = {}  # the counter's measured update period, for run.json
+        self.counter_info: CounterFacts | None = None  # the counter's measured update period, for run.json
         self.energy_source = self._choose_source()
         self._cell: dict | None = None
 
@@ -137,22 +139,21 @@ class Monitor:
                     break
                 time.sleep(0.001)
         except Exception as e:  # a failed read costs the probe, never the run: windows keep --energy-time-s
-            self.counter_info = {"update_period_ms": None, "why": f"counter read failed ({type(e).__name__}: {e}); "
-                                                                  "windows keep --energy-time-s"}
+            self.counter_info = CounterFacts(None, why=f"counter read failed ({type(e).__name__}: {e}); "
+                                                        "windows keep --energy-time-s")
             return None
         self.counter_period_s = ea.counter_update_period_s(times, values)
         changes = sum(1 for a, b in zip(values, values[1:]) if a != b)
-        self.counter_info = {
-            "update_period_ms": None if self.counter_period_s is None else self.counter_period_s * 1e3,
-            "changes_seen": changes, "probe_s": times[-1] - times[0] if times else 0.0, "reads": len(values),
-            "max_quantisation_error": COUNTER_MAX_ERROR,
-            "min_energy_window_s": ea.counter_min_window_s(self.counter_period_s, COUNTER_MAX_ERROR),
-            "rule": "energy window >= update period / max_quantisation_error (each counter read lags by less "
-                    "than one period)",
-        }
-        if self.counter_period_s is None:
-            self.counter_info["why"] = (f"the counter changed {changes} time(s) in {max_s:g} s: too few to tell its "
-                                        "period; windows keep --energy-time-s")
+        self.counter_info = CounterFacts(
+            update_period_ms=None if self.counter_period_s is None else self.counter_period_s * 1e3,
+            why=None if self.counter_period_s is not None else (
+                f"the counter changed {changes} time(s) in {max_s:g} s: too few to tell its period; windows keep "
+                "--energy-time-s"),
+            changes_seen=changes, probe_s=times[-1] - times[0] if times else 0.0, reads=len(values),
+            max_quantisation_error=COUNTER_MAX_ERROR,
+            min_energy_window_s=ea.counter_min_window_s(self.counter_period_s, COUNTER_MAX_ERROR),
+            rule="energy window >= update period / max_quantisation_error (each counter read lags by less "
+                 "than one period)")
         return self.counter_period_s
 
     # -- reading --------------------------------------------------------------------------------------------
@@ -203,8 +204,6 @@ class Monitor:
         if self.energy_source == RAPL:
             return self._idle_one_window(seconds)
         limit_s = max(max_wait_s, 2 * seconds)
-        self.idle_info = {"rule": IDLE_RULE.format(w=seconds, tol=100 * tolerance, max=limit_s),
-                          "window_s": seconds, "tolerance": tolerance, "max_wait_s": limit_s}
         self._sampler.start()
         t_begin = time.perf_counter()
         settled, last, prev = False, None, None
@@ -224,11 +223,12 @@ class Monitor:
             t0 = max(times[0], times[-1] - seconds)
             last = ea.window_power_w(times, values, t0, times[-1], cumulative)
         self.power_idle_w = last
-        self.idle_info.update({"power_idle_w": last, "previous_window_w": prev, "settled": settled,
-                               "waited_s": (times[-1] - t_begin) if times else None})
-        if not settled:
-            self.idle_info["why"] = (f"power did not settle within {limit_s:g} s: the last window is the baseline"
-                                     if last is not None else "no idle power readings")
+        why = None if settled else (f"power did not settle within {limit_s:g} s: the last window is the baseline"
+                                    if last is not None else "no idle power readings")
+        self.idle_info = IdleFacts(rule=IDLE_RULE.format(w=seconds, tol=100 * tolerance, max=limit_s),
+                                   window_s=seconds, power_idle_w=last, settled=settled, tolerance=tolerance,
+                                   max_wait_s=limit_s, previous_window_w=prev,
+                                   waited_s=(times[-1] - t_begin) if times else None, why=why)
         return self.power_idle_w
 
     def _idle_one_window(self, seconds: float) -> float | None:
@@ -237,9 +237,9 @@ class Monitor:
         times, values, cumulative = self._idle_trace(self._sampler.stop())
         if len(times) >= 2 and times[-1] > times[0]:
             self.power_idle_w = ea.window_power_w(times, values, times[0], times[-1], cumulative)
-        self.idle_info = {"rule": f"idle power = mean over {seconds:g} s (RAPL: one window; a CPU package's power "
-                                  "follows its load within milliseconds)", "window_s": seconds,
-                          "power_idle_w": self.power_idle_w, "settled": None}
+        self.idle_info = IdleFacts(rule=f"idle power = mean over {seconds:g} s (RAPL: one window; a CPU package's "
+                                        "power follows its load within milliseconds)", window_s=seconds,
+                                   power_idle_w=self.power_idle_w, settled=None)
         return self.power_idle_w
 
     # -- one cell ----------------------------------------------------------------------------------------------
@@ -286,41 +286,44 @@ class Monitor:
         self._add_derived(samples)
 
         energy_j, window_s, source, rel = self._energy(samples, counters_start, counters_end, t0, t1, notes)
-        row = ea.derived_energy_fields(energy_j, window_s, items, self.power_idle_w if energy_j is not None else None)
-        if row["energy_j"] is not None and row["energy_net_j"] is not None and self.idle_info \
-                and self.idle_info.get("settled") is False:
-            row["energy_net_note"] = f"idle baseline unsettled ({self.idle_info.get('why')})"
+        derived = ea.derived_energy_fields(energy_j, window_s, items,
+                                           self.power_idle_w if energy_j is not None else None)
+        if derived["energy_j"] is not None and derived["energy_net_j"] is not None and self.idle_info is not None \
+                and self.idle_info.settled is False:
+            derived["energy_net_note"] = f"idle baseline unsettled ({self.idle_info.why})"
+        rapl_j = None
+        if source != RAPL and "rapl_uj" in counters_start and "rapl_uj" in counters_end:
+            # the sockets' energy beside a GPU run, for JSON readers; never the row's energy_j
+            rapl_j = (counters_end["rapl_uj"][1] - counters_start["rapl_uj"][1]) / 1e6
+        energy = EnergyRecord(
+            **derived,
+            power_peak_w=self._power_peak(samples, t0, t1, source),
+            power_idle_w=self.power_idle_w,
+            energy_trace_vs_counter_rel=rel,
+            energy_trace_vs_counter_pct=None if rel is None else 100.0 * rel,
+            power_field=(self._gpu.power_field if self._gpu is not None else
+                         "rapl-counter-delta" if source == RAPL else None),
+            throttle_reasons=self._throttle_reasons(samples),
+            energy_source=source + MIG_NOTE if self.device.mig and source in (COUNTER, SAMPLES) else source,
+            rapl_energy_j=rapl_j)
         in_window = [s for s in samples if t0 <= s["t"] <= t1] or samples  # memory of this cell's timed run
+        memory = MemoryRecord(device_mem_peak_mb=_max(s.get("proc_mem_mb") for s in in_window),
+                              device_mem_allocator_peak_mb=allocator_peak_mb,
+                              host_rss_peak_mb=_max(s.get("rss_mb") for s in samples))
         gpu_util = self._window_mean(samples, "gpu_util_pct", t0, t1)
         thread_pct = busiest_thread_pct(threads_start, threads_end, t_threads - t_threads0) \
             if threads_start and threads_end else None
-        row.update({
-            "power_peak_w": self._power_peak(samples, t0, t1, source),
-            "power_idle_w": self.power_idle_w,
-            "energy_trace_vs_counter_rel": rel,
-            "energy_trace_vs_counter_pct": None if rel is None else 100.0 * rel,
-            "power_field": (self._gpu.power_field if self._gpu is not None else
-                            "rapl-counter-delta" if source == RAPL else None),
-            "throttle_reasons": self._throttle_reasons(samples),
-            "energy_source": source + MIG_NOTE if self.device.mig and source in (COUNTER, SAMPLES) else source,
-            "device_mem_peak_mb": _max(s.get("proc_mem_mb") for s in in_window),
-            "device_mem_allocator_peak_mb": allocator_peak_mb,
-            "host_rss_peak_mb": _max(s.get("rss_mb") for s in samples),
-            "gpu_util_avg_pct": gpu_util,
-            "busiest_thread_cpu_pct": thread_pct,
+        utilisation = UtilisationRecord(
+            gpu_util_avg_pct=gpu_util,
+            busiest_thread_cpu_pct=thread_pct,
             # host- or device-bound: a question about a GPU run; a CPU run's host is its device
-            "bound": bound_of(gpu_util, thread_pct) if self.device.kind == "cuda" else None,
-            "cpu_util_avg_pct": cpu_util_pct(samples[0], samples[-1]) if len(samples) >= 2 else None,
-            "proc_cpu_util_avg_pct": (proc_cpu_util_pct(samples[0], samples[-1], samples[-1]["t"] - samples[0]["t"])
-                                      if len(samples) >= 2 else None),
-        })
-        if source != RAPL and "rapl_uj" in counters_start and "rapl_uj" in counters_end:
-            # the sockets' energy beside a GPU run, for JSON readers; never the row's energy_j
-            row["rapl_energy_j"] = (counters_end["rapl_uj"][1] - counters_start["rapl_uj"][1]) / 1e6
+            bound=bound_of(gpu_util, thread_pct) if self.device.kind == "cuda" else None,
+            cpu_util_avg_pct=cpu_util_pct(samples[0], samples[-1]) if len(samples) >= 2 else None,
+            proc_cpu_util_avg_pct=(proc_cpu_util_pct(samples[0], samples[-1], samples[-1]["t"] - samples[0]["t"])
+                                   if len(samples) >= 2 else None))
         if len(samples) < 2:
             notes.append(f"only {len(samples)} sample(s) in the cell: sampler reads failed")
-        row["telemetry_notes"] = "; ".join(notes) or None
-        return CellTelemetry(row, self._trace(samples, t0, t1))
+        return CellTelemetry(energy, memory, utilisation, "; ".join(notes) or None, self._trace(samples, t0, t1))
 
     def _energy(self, samples, c_start, c_end, t0, t1, notes):
         """(energy_j, window_s, energy_source, trace_vs_counter_rel) for the cell."""
@@ -410,7 +413,7 @@ class Monitor:
         return rows
 
     # -- run-level ------------------------------------------------------------------------------------------------
-    def run_info(self) -> dict:
+    def run_info(self) -> TelemetryFacts:
         """Once per run: the GPU's settings and neighbours, RAPL's domains, and what the energy figures mean."""
         notes = []
         if self._gpu is not None:
@@ -421,10 +424,9 @@ class Monitor:
             gpu = {"available": False, "why": self._gpu_why}
         if self._rapl.available:
             notes.append(WHOLE_SOCKET_NOTE)
-        return {"energy_source": self.energy_source, "interval_ms": self.interval_ms, "pid": self.pid,
-                "power_idle_w": self.power_idle_w, "idle": self.idle_info or None,
-                "energy_counter": self.counter_info or None, "bound_rule": BOUND_RULE, "gpu": gpu,
-                "rapl": self._rapl.info(), "notes": notes}
+        return TelemetryFacts(energy_source=self.energy_source, interval_ms=self.interval_ms, pid=self.pid,
+                              power_idle_w=self.power_idle_w, idle=self.idle_info, energy_counter=self.counter_info,
+                              bound_rule=BOUND_RULE, gpu=gpu, rapl=self._rapl.info(), notes=notes)
 
     def close(self) -> None:
         self._sampler.stop()
