@@ -92,6 +92,8 @@ def add_tune_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pick", default="knee", choices=PICKS, help="the front member best.yaml holds (default knee)")
     parser.add_argument("--screen-time-s", type=float, default=2.0, dest="screen_time_s",
                         help="timed seconds per screened trial (the front is re-measured with the CI stop; default 2)")
+    parser.add_argument("--screen-share", type=float, default=0.7, dest="screen_share",
+                        help="share of the budget spent screening before the front is re-measured (default 0.7)")
     parser.add_argument("--sampler", default="tpe", choices=SAMPLERS,
                         help="Optuna's multi-objective TPE or NSGA-II, both with constraints (default tpe)")
     parser.add_argument("--address", help="search every device of this Ray cluster (host:port, auto, or local), "
@@ -102,7 +104,7 @@ def add_tune_options(parser: argparse.ArgumentParser) -> None:
 
 
 TUNE_FLAGS = ("budget_s", "objectives", "max_p99_ms", "min_throughput", "min_agreement", "pick", "screen_time_s",
-              "sampler")
+              "screen_share", "sampler")
 
 
 # how a RunConfig annotation is read from the command line (lists: comma separated)

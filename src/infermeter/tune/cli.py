@@ -11,7 +11,8 @@ def options_from_flags(flags: dict) -> TuneOptions:
     return TuneOptions(budget_s=flags["budget_s"], objectives=parse_objectives(flags["objectives"]),
                        constraints=Constraints(flags.get("max_p99_ms"), flags.get("min_throughput"),
                                                flags.get("min_agreement")),
-                       pick=flags["pick"], screen_time_s=flags["screen_time_s"], sampler=flags["sampler"])
+                       pick=flags["pick"], screen_time_s=flags["screen_time_s"],
+                       screen_share=flags.get("screen_share", 0.7), sampler=flags["sampler"])
 
 
 def tune_main(cfg: RunConfig, flags: dict) -> int:

@@ -26,8 +26,8 @@ class TuneOptions:
     confirm_ci: float = 0.02
     #: Optuna's multi-objective TPE or NSGA-II, both with constraints
     sampler: str = "tpe"
-    #: stop after this many trials in a row proposed points already measured (the space is exhausted)
-    max_repeats: int = 30
+    #: after this many proposals in a row of points already measured, an unmeasured one drawn at random
+    max_repeats: int = 10
 
     def __post_init__(self) -> None:
         if not self.budget_s > 0:

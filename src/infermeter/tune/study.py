@@ -148,6 +148,7 @@ class Tuner:
         self.after_trial = None  # called with each Measurement once the study holds it (the fleet streams it)
         self.longest = 0.0  # the longest session run: what the budget may be overrun by
         self.pending: list[tuple[dict, dict]] = []  # (params, user attrs) to propose before the sampler does
+        self._stuck_noted = self._all_noted = False
 
     def _note(self, line: str) -> None:
         self.notes.append(line)
@@ -268,6 +269,12 @@ class Tuner:
         trial.set_user_attr("point", point)
         return trial, point
 
+    def _unmeasured_at_random(self) -> dict:
+        import random
+
+        left = [p for p in self.space.points() if point_key(p) not in self.measured]
+        return random.Random(self.cfg.seed + len(self.measured)).choice(left)
+
     def _next_pending(self) -> tuple[dict, dict] | None:
         while self.pending:
             params, attrs = self.pending.pop(0)
@@ -307,14 +314,17 @@ class Tuner:
             out.append((t, got))
         return out
 
-    def screen(self, study) -> None:
+    def screen(self, study, limit_s: float) -> None:
+        """Propose and measure sessions until `limit_s` seconds are spent or every point is measured."""
         import optuna
 
         repeats = 0
         size = self.space.size()
-        while self.elapsed() < self.opts.budget_s * self.opts.screen_share:
+        while self.elapsed() < limit_s:
             if len(self.measured) >= size:
-                self._note(f"every one of the {size} points was measured")
+                if not self._all_noted:
+                    self._note(f"every one of the {size} points was measured")
+                    self._all_noted = True
                 return
             proposal = self._next_pending()
             trial, point = self._ask(study, *proposal) if proposal else self._ask(study)
@@ -323,14 +333,18 @@ class Tuner:
                 prev = self.measured[key]
                 self._tell(study, trial, prev, duplicate_of=prev.trial)
                 repeats += 1
-                if repeats >= self.opts.max_repeats:
-                    self._note(f"the sampler proposed only measured points {repeats} times in a row: stopped early")
-                    return
+                if repeats >= self.opts.max_repeats:  # the sampler is stuck on what it knows: a fresh point
+                    if not self._stuck_noted:
+                        self._note(f"the sampler proposed only measured points {repeats} times in a row: an "
+                                   "unmeasured point drawn at random is proposed instead whenever that happens")
+                        self._stuck_noted = True
+                    self.pending.append((self.space.params(self._unmeasured_at_random()), {"random": True}))
+                    repeats = 0
                 continue
             repeats = 0
             group = [(trial, point)]
             try:
-                group += self._siblings(study, trial, point, self.opts.budget_s * self.opts.screen_share)
+                group += self._siblings(study, trial, point, limit_s)
                 ms = self.measure_session([(t.number, p) for t, p in group], "screen")
             except BaseException:
                 for t, _ in group:
@@ -402,8 +416,16 @@ class Tuner:
         try:
             study = self.open_study()
             self.recover(study)
-            self.screen(study)
-            self.confirm(study)
+            # screen a share of the budget, confirm the front; budget left (the front confirmed quickly):
+            # the same again with the same shares of what is left, until it is spent or the space measured
+            while True:
+                before = (len(self.measured), len(_rows_by_trial(self.out_dir)))
+                left = self.opts.budget_s - self.elapsed()
+                self.screen(study, self.elapsed() + left * self.opts.screen_share)
+                self.confirm(study)
+                if self.elapsed() >= self.opts.budget_s or \
+                        (len(self.measured), len(_rows_by_trial(self.out_dir))) == before:
+                    break
         finally:
             if study is not None:
                 study.set_user_attr("spent_s", self.elapsed())
