@@ -143,5 +143,8 @@ def hypervolume(points: list[Point], objectives: list[Objective], ref: Reference
 
 
 def ci_of(row: dict) -> float:
+    """The row's relative 95% half-width for the tie rule. A window with too few requests for an interval
+    (ci95_rel inf: a slow point screened briefly) is compared by its values alone: an infinite interval
+    would tie it with every point and keep it on every front."""
     v = number(row, "ci95_rel")
-    return v if v is not None and v >= 0 else 0.0
+    return v if v is not None and 0 <= v < float("inf") else 0.0

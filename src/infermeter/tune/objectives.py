@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from infermeter.errors import BadInput
@@ -79,10 +78,6 @@ class Constraints:
         """Optuna's constraint values by name (<= 0 is met): the row's status (ok or not), then each given
         limit. A limit on a value the row lacks counts as broken."""
         out = {"status": 0.0 if row.get("status") == "ok" else 1.0}
-        # a point with no finite interval (too few requests in its window) could never be told apart from
-        # any other, so it would sit on every front: it is not measured enough to compete
-        ci = number(row, "ci95_rel")
-        out["interval"] = 0.0 if ci is not None and math.isfinite(ci) else 1.0
         thr, p99 = number(row, "throughput_items_s"), number(row, "latency_ms_p99")
         if self.max_p99_ms is not None:
             out["max_p99_ms"] = 1.0 if p99 is None else (p99 - self.max_p99_ms) / self.max_p99_ms
@@ -101,7 +96,5 @@ class Constraints:
         v = self.violations(row)
         if v.pop("status") > 0:
             return f"{row.get('status')}: {row.get('error') or row.get('check_status') or ''}".strip()
-        if v.pop("interval") > 0:
-            return f"too few requests ({row.get('iterations')}) for a 95% interval"
         broken = [n for n, x in v.items() if x > 0]
         return f"outside --{', --'.join(b.replace('_', '-') for b in broken)}" if broken else None

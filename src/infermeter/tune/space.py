@@ -100,9 +100,10 @@ class SearchSpace:
 
     def starting_points(self) -> list[dict]:
         """Where the search starts: each engine as it runs by default (its first precision, every core, the
-        first value it declares for each knob, the GPU at full power and unlocked clocks) at the largest batch
-        size (the throughput end of the front), then at the smallest (the latency end)."""
-        batches = sorted({max(self.batch_sizes), min(self.batch_sizes)}, reverse=True)
+        first value it declares for each knob, the GPU at full power and unlocked clocks) at the smallest batch
+        size (the latency end of the front, and the cheapest window: an engine's first session also tells
+        the tuner what its trials cost), then at the largest (the throughput end)."""
+        batches = sorted({max(self.batch_sizes), min(self.batch_sizes)})
         out = []
         for b in batches:
             for es in self.engines.values():

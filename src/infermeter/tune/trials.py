@@ -15,7 +15,6 @@ from dataclasses import dataclass, fields, replace
 
 from infermeter.config import RunConfig
 from infermeter.errors import BadInput, StopSweep
-from infermeter.scenarios.stats import MIN_CI_SAMPLES
 from infermeter.sweep import Sweep
 
 #: screen: the short window every proposed point gets; confirm: the front re-measured with the CI stop
@@ -55,9 +54,8 @@ def trial_config(base: RunConfig, point: dict, stage: str, *, screen_s: float, t
     data.update({k: v for k, v in point.items() if k not in _CELL_KEYS and k in names})
     if stage == "confirm":
         data.update(time_s=None, iterations=None, target_ci=target_ci, max_time_s=max_time_s)
-    else:  # screen (and a benchmark's grid): the short fixed window, with requests enough for an interval
-        data.update(time_s=screen_s, iterations=None, target_ci=None,
-                    min_iterations=max(base.min_iterations, MIN_CI_SAMPLES))
+    else:  # screen (and a benchmark's grid): the short fixed window
+        data.update(time_s=screen_s, iterations=None, target_ci=None)
     return RunConfig.from_dict(data)
 
 
