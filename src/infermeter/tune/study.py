@@ -31,7 +31,7 @@ from infermeter.tune.front import Point, ci_of, front, pick
 from infermeter.tune.objectives import objective_values
 from infermeter.tune.options import TuneOptions
 from infermeter.tune.space import TUNE_SCENARIOS, SearchSpace, build_space, point_key
-from infermeter.tune.trials import Measurement, run_trials, session_key
+from infermeter.tune.trials import Measurement, run_trials, screen_requests, session_key
 
 DB_NAME = "tune.db"
 STUDY_NAME = "tune"
@@ -286,26 +286,52 @@ class Tuner:
     #: trials in an engine's first session, before its cost per trial is known
     FIRST_SESSION_TRIALS = 2
 
-    def _session_fits(self, engine: str, limit_s: float) -> int:
-        """How many trials a session may hold and still end by `limit_s`: the seconds left over the largest
-        per-trial share of this engine's sessions so far. Engines differ tenfold (torch.compile compiles
-        per batch size), so an engine's first session holds FIRST_SESSION_TRIALS, and its cost is known after."""
-        own = [m.wall_s for m in self.measured.values() if m.wall_s > 0 and m.point["engine"] == engine]
-        if not own:
-            return self.FIRST_SESSION_TRIALS
-        return max(1, int((limit_s - self.elapsed()) / max(own)))
+    def _trial_cost_s(self, point: dict) -> float | None:
+        """Predicted seconds one more trial of this engine adds to a session: the largest share its trials so
+        far spent outside warm-up and window (session start, check, compile, first call), plus the screening
+        warm-up and window at this batch size at the lowest throughput the engine has shown (a slow engine
+        at a large batch spends far beyond --screen-time-s on its minimum requests). None before the
+        engine's first session."""
+        from infermeter.tune.objectives import number
+
+        own = [m for m in self.measured.values() if m.point["engine"] == point["engine"] and m.wall_s > 0]
+        rates = [r for r in (number(m.row, "throughput_items_s") for m in own) if r]
+        if not rates:
+            return None
+        overhead = max(max(0.0, m.wall_s - (number(m.row, "duration_s") or 0.0) - (number(m.row, "warmup_s") or 0.0))
+                       for m in own)
+        per_request = point["batch_size"] / min(rates)
+        warmup, min_requests = screen_requests(self.base)
+        window = max(self.opts.screen_time_s, min_requests * per_request)
+        return overhead + window + (self.base.warmup_time_s or warmup * per_request)
 
     def _siblings(self, study, trial, point: dict, limit_s: float) -> list:
-        """The point's unmeasured siblings (same session, other cheap knobs), nearest batch size first, as
-        many as fit the budget, each asked as its own trial."""
+        """The point's unmeasured siblings (same session, other cheap knobs), starting points and then the
+        nearest batch size first, as many as the budget left holds at their predicted cost, each asked as
+        its own trial."""
         import math
 
         key, skey = point_key(point), session_key(point)
         candidates = [p for p in self.space.points() if session_key(p) == skey and point_key(p) != key
                       and point_key(p) not in self.measured]
-        candidates.sort(key=lambda p: (abs(math.log2(p["batch_size"] / point["batch_size"])),
+        own_cost = self._trial_cost_s(point)
+        # with the engine's cost known, a starting point still to come goes first (the session then spans both
+        # ends of the front); then the nearest batch size and client count
+        starts = {point_key(q) for q in (self.space.point_of(params) for params, attrs in self.pending
+                                         if attrs.get("start")) if q is not None} if own_cost is not None else set()
+        candidates.sort(key=lambda p: (point_key(p) not in starts, abs(math.log2(p["batch_size"] / point["batch_size"])),
                                        abs(p.get("streams", 1) - point.get("streams", 1)), p["batch_size"]))
-        candidates = candidates[: self._session_fits(point["engine"], limit_s) - 1]
+        if own_cost is None:
+            candidates = candidates[: self.FIRST_SESSION_TRIALS - 1]
+        else:
+            left, fitting = limit_s - self.elapsed() - own_cost, []
+            for p in candidates:
+                cost = self._trial_cost_s(p)
+                if cost > left:
+                    continue
+                left -= cost
+                fitting.append(p)
+            candidates = fitting
         out = []
         for p in candidates:
             t, got = self._ask(study, self.space.params(p), {"sibling_of": trial.number})

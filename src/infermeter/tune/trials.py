@@ -25,6 +25,16 @@ _CELL_KEYS = {"engine", "precision", "batch_size", "streams"}
 CHEAP_KNOBS = ("batch_size", "streams")
 
 
+#: screening's warm-up requests and minimum requests at most: a slow engine at a large batch spends its
+#: window on them (TF-XLA on a 2-core CPU: 5 s per batch of 64); the confirm stage keeps the run's own
+SCREEN_WARMUP, SCREEN_MIN_REQUESTS = 3, 5
+
+
+def screen_requests(base: RunConfig) -> tuple[int, int]:
+    """(warm-up requests, minimum requests) of a screening window."""
+    return min(base.warmup, SCREEN_WARMUP), min(base.min_iterations, SCREEN_MIN_REQUESTS)
+
+
 def session_key(point: dict) -> tuple:
     """What a point's engine session is built from: everything but the cheap knobs."""
     return tuple(sorted((k, v) for k, v in point.items() if k not in CHEAP_KNOBS))
@@ -54,8 +64,9 @@ def trial_config(base: RunConfig, point: dict, stage: str, *, screen_s: float, t
     data.update({k: v for k, v in point.items() if k not in _CELL_KEYS and k in names})
     if stage == "confirm":
         data.update(time_s=None, iterations=None, target_ci=target_ci, max_time_s=max_time_s)
-    else:  # screen (and a benchmark's grid): the short fixed window
-        data.update(time_s=screen_s, iterations=None, target_ci=None)
+    else:  # screen (and a benchmark's grid): the short fixed window, few warm-up and minimum requests
+        warmup, min_requests = screen_requests(base)
+        data.update(time_s=screen_s, iterations=None, target_ci=None, warmup=warmup, min_iterations=min_requests)
     return RunConfig.from_dict(data)
 
 
