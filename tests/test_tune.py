@@ -429,3 +429,12 @@ def test_the_report_keeps_a_folders_grid_apart_from_its_tune(branchy_tune, tmp_p
     (device_sheet,) = sheets  # every row of the folder the ordinary pages show: the sweep's cell alone
     assert list(device_sheet["cell_id"]) == [r["cell_id"] for r in sweep.rows]
     assert any(k.startswith("plot:tune_front_p99__") for k in written)
+    # compare: the grid's cell, never the trials; a folder holding only a tune is left out with its reason
+    from infermeter.analysis.compare import compare_main
+
+    res = subprocess.run([sys.executable, "-m", "infermeter", "compare", str(both), str(folder), "--metric",
+                          "throughput_items_s"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    assert f"left out: the trials of a tune (its front is front.csv there): {folder}" in res.stderr
+    assert "torchscript" not in res.stdout and "torch" in res.stdout  # the sweep ran torch; the tune both
+    assert compare_main([str(folder)]) == 2

@@ -7,9 +7,10 @@ from collections.abc import Iterable
 
 import pandas as pd
 
-from infermeter.analysis.load import load_results
+from infermeter.analysis.load import find_result_dirs, load_results
 from infermeter.analysis.pivot import compare_table
 from infermeter.errors import BadInput
+from infermeter.results.writer import read_results
 
 COMPARE_METRICS = {
     "throughput_items_s": "throughput (items/s, higher is better)",
@@ -60,7 +61,18 @@ def compare_main(dirs: Iterable[str], xlsx: str | None = None, console=None, met
 
     console = console or Console()
     try:
-        df = load_results(list(dirs))
+        found = find_result_dirs(list(dirs))
+        # a tune's trials are many settings per cell, not a grid: its front (front.csv) answers for it
+        tunes = [d for d in found if (d / "tune.db").is_file()
+                 and all(r.get("trial") not in (None, "") for r in read_results(d / "results.csv"))]
+        if tunes:
+            print(f"infermeter: warning: left out: the trials of a tune (its front is front.csv there): "
+                  f"{', '.join(map(str, tunes))}", file=sys.stderr)
+        if len(tunes) == len(found):
+            raise BadInput("these folders hold only tunes; their fronts are in front.csv")
+        df = load_results([d for d in found if d not in tunes])
+        if "trial" in df:  # a folder holding a grid beside a tune: its grid only
+            df = df[df["trial"].isna()]
     except BadInput as e:
         print(f"infermeter compare: {e}", file=sys.stderr)
         return 2

@@ -123,10 +123,12 @@ def load_results(dirs: PathLike | Iterable[PathLike]) -> pd.DataFrame:
         infos[rdir] = info
     folders_per_label: dict[str, set[str]] = {}
     for rdir, label in found:
-        folders_per_label.setdefault(label, set()).add(rdir.name)
+        # a tune's folder is the same device searched, not another run of its grid: it keeps the plain label
+        if not (rdir / "tune.db").is_file():
+            folders_per_label.setdefault(label, set()).add(rdir.name)
     frames = []
     for rdir, label in found:
-        if len(folders_per_label[label]) > 1:
+        if len(folders_per_label.get(label, ())) > 1:
             label = f"{label} ({rdir.name})"
         df = _read_results_csv(rdir / "results.csv")
         df["device_label"] = label
