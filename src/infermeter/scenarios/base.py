@@ -95,7 +95,6 @@ class Budget:
 
 
 # ---- what a scenario returns: typed records, each field a results.csv column or a file beside the row ----
-# (column() says where; infermeter.records holds it for every record of the package)
 
 @dataclass(frozen=True)
 class WarmUp:
@@ -174,4 +173,3 @@ class ScenarioResult:
     def columns(self) -> dict:
         """Every results.csv column this result fills: the one place a result becomes row fields."""
         return {**self.stats, **columns_of(self)}
-

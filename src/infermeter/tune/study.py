@@ -286,24 +286,29 @@ class Tuner:
     #: trials in an engine's first session, before its cost per trial is known
     FIRST_SESSION_TRIALS = 2
 
-    def _trial_cost_s(self, point: dict) -> float | None:
-        """Predicted seconds one more trial of this engine adds to a session: the largest share its trials so
-        far spent outside warm-up and window (session start, check, compile, first call), plus the screening
-        warm-up and window at this batch size at the lowest throughput the engine has shown (a slow engine
-        at a large batch spends far beyond --screen-time-s on its minimum requests). None before the
-        engine's first session."""
+    def _trial_cost(self, engine: str):
+        """Predicted seconds one more trial of this engine adds to a session, as a function of its batch size:
+        the largest share its trials so far spent outside warm-up and window (session start, check, compile,
+        first call), plus the screening warm-up and window at that batch size at the lowest throughput the
+        engine has shown (a slow engine at a large batch spends far beyond --screen-time-s on its minimum
+        requests). None before the engine's first session."""
         from infermeter.tune.objectives import number
 
-        own = [m for m in self.measured.values() if m.point["engine"] == point["engine"] and m.wall_s > 0]
+        own = [m for m in self.measured.values() if m.point["engine"] == engine and m.wall_s > 0]
         rates = [r for r in (number(m.row, "throughput_items_s") for m in own) if r]
         if not rates:
             return None
         overhead = max(max(0.0, m.wall_s - (number(m.row, "duration_s") or 0.0) - (number(m.row, "warmup_s") or 0.0))
                        for m in own)
-        per_request = point["batch_size"] / min(rates)
+        slowest = min(rates)
         warmup, min_requests = screen_requests(self.base)
-        window = max(self.opts.screen_time_s, min_requests * per_request)
-        return overhead + window + (self.base.warmup_time_s or warmup * per_request)
+
+        def cost(batch: int) -> float:
+            per_request = batch / slowest
+            window = max(self.opts.screen_time_s, min_requests * per_request)
+            return overhead + window + (self.base.warmup_time_s or warmup * per_request)
+
+        return cost
 
     def _siblings(self, study, trial, point: dict, limit_s: float) -> list:
         """The point's unmeasured siblings (same session, other cheap knobs), starting points and then the
@@ -314,44 +319,43 @@ class Tuner:
         key, skey = point_key(point), session_key(point)
         candidates = [p for p in self.space.points() if session_key(p) == skey and point_key(p) != key
                       and point_key(p) not in self.measured]
-        own_cost = self._trial_cost_s(point)
+        cost = self._trial_cost(point["engine"])
         # with the engine's cost known, a starting point still to come goes first (the session then spans both
         # ends of the front); then the nearest batch size and client count
         starts = {point_key(q) for q in (self.space.point_of(params) for params, attrs in self.pending
-                                         if attrs.get("start")) if q is not None} if own_cost is not None else set()
+                                         if attrs.get("start")) if q is not None} if cost is not None else set()
         candidates.sort(key=lambda p: (point_key(p) not in starts, abs(math.log2(p["batch_size"] / point["batch_size"])),
                                        abs(p.get("streams", 1) - point.get("streams", 1)), p["batch_size"]))
-        if own_cost is None:
+        if cost is None:
             candidates = candidates[: self.FIRST_SESSION_TRIALS - 1]
         else:
-            left, fitting = limit_s - self.elapsed() - own_cost, []
+            left, fitting = limit_s - self.elapsed() - cost(point["batch_size"]), []
             for p in candidates:
-                cost = self._trial_cost_s(p)
-                if cost > left:
-                    continue
-                left -= cost
-                fitting.append(p)
+                if cost(p["batch_size"]) <= left:
+                    left -= cost(p["batch_size"])
+                    fitting.append(p)
             candidates = fitting
         out = []
         for p in candidates:
             t, got = self._ask(study, self.space.params(p), {"sibling_of": trial.number})
-            if point_key(got) != point_key(p):  # the queue handed back another point: measure that one alone
+            if point_key(got) != point_key(p):  # the queue holds only what was enqueued right before
                 raise RuntimeError(f"trial {t.number}: asked for {p}, got {got}")
             out.append((t, got))
         return out
 
-    def screen(self, study, limit_s: float) -> None:
-        """Propose and measure sessions until `limit_s` seconds are spent or every point is measured."""
+    def screen(self, study, limit_s: float) -> int:
+        """Propose and measure sessions until `limit_s` seconds are spent or every point is measured; returns
+        how many trials it measured."""
         import optuna
 
-        repeats = 0
+        repeats, measured = 0, 0
         size = self.space.size()
         while self.elapsed() < limit_s:
             if len(self.measured) >= size:
                 if not self._all_noted:
                     self._note(f"every one of the {size} points was measured")
                     self._all_noted = True
-                return
+                return measured
             proposal = self._next_pending()
             trial, point = self._ask(study, *proposal) if proposal else self._ask(study)
             key = point_key(point)
@@ -383,9 +387,11 @@ class Tuner:
                 self._tell(study, t, m, wall_s=m.wall_s, ended_s=ended, session_s=m.session_s,
                            session_trials=m.session_trials)
             study.set_user_attr("spent_s", self.elapsed())
+            measured += len(ms)
             for m in ms:
                 if self.after_trial:
                     self.after_trial(m)
+        return measured
 
     def points(self) -> list[Point]:
         rows = _rows_by_trial(self.out_dir)
@@ -402,8 +408,9 @@ class Tuner:
             out.append(Point(m.trial, stage, m.point, values, ci_of(row), why is None, row, why))
         return out
 
-    def confirm(self, study) -> None:
-        """Re-measure the screened front with the CI stop, the knee first, while the budget lasts."""
+    def confirm(self, study) -> int:
+        """Re-measure the screened front with the CI stop, the knee first, while the budget lasts; returns how
+        many members it re-measured."""
         rows = _rows_by_trial(self.out_dir)
         members = front(self.points(), self.objectives)
         first = pick(members, self.objectives, "knee")
@@ -412,19 +419,21 @@ class Tuner:
         for p in order:
             if (p.trial, "confirm") not in rows:
                 sessions.setdefault(session_key(p.config), []).append(p)
-        left = 0
+        left, confirmed = 0, 0
         for todo in sessions.values():
             if self.elapsed() >= self.opts.budget_s:
                 left += len(todo)
                 continue
             ms = self.measure_session([(p.trial, p.config) for p in todo], "confirm")
             study.set_user_attr("spent_s", self.elapsed())
+            confirmed += len(ms)
             for m in ms:
                 if self.after_trial:
                     self.after_trial(m)
         if left:
             self._note(f"{left} front member(s) not re-measured with the CI stop: the budget was spent "
                        "(a larger --budget-s with --resume continues)")
+        return confirmed
 
     def history(self) -> list[tuple[float, list[Point]]]:
         """The screened points known when each screening trial ended (the hypervolume-against-budget curve)."""
@@ -445,12 +454,9 @@ class Tuner:
             # screen a share of the budget, confirm the front; budget left (the front confirmed quickly):
             # the same again with the same shares of what is left, until it is spent or the space measured
             while True:
-                before = (len(self.measured), len(_rows_by_trial(self.out_dir)))
                 left = self.opts.budget_s - self.elapsed()
-                self.screen(study, self.elapsed() + left * self.opts.screen_share)
-                self.confirm(study)
-                if self.elapsed() >= self.opts.budget_s or \
-                        (len(self.measured), len(_rows_by_trial(self.out_dir))) == before:
+                done = self.screen(study, self.elapsed() + left * self.opts.screen_share) + self.confirm(study)
+                if self.elapsed() >= self.opts.budget_s or not done:
                     break
         finally:
             if study is not None:
