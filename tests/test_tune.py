@@ -126,6 +126,31 @@ def test_the_front_is_non_dominated(branchy_tune):
 
 
 @pytest.mark.slow
+def test_the_front_is_confirmed_in_separate_sessions(branchy_tune):
+    """Each front member is re-measured in --confirm-sessions worker sessions of its own; its value is their
+    mean and its interval is never narrower than the t interval over them, nor than a session's own."""
+    from infermeter.scenarios.stats import mean_ci
+    from infermeter.tune.front import ci_of
+
+    _, folder, _ = branchy_tune
+    want = json.loads((folder / "tune.json").read_text())["confirm_sessions"]
+    assert want >= 2
+    rows = [r for r in read_results(folder / "results.csv") if r["trial"]]
+    members = pd.read_csv(folder / "tune_points.csv").query("on_front")
+    assert len(members)
+    for m in members.itertuples():
+        confirms = [r for r in rows if int(r["trial"]) == m.trial and r["stage"] == "confirm"]
+        assert m.stage == "confirm" and len(confirms) == m.sessions == want, (m.trial, len(confirms))
+        assert len({r["run_id"] for r in confirms}) == want and len({r["cell_id"] for r in confirms}) == want
+        thr = [float(r["throughput_items_s"]) for r in confirms]
+        assert m.throughput_items_s == pytest.approx(np.mean(thr), rel=1e-9)
+        mean, half = mean_ci(thr)
+        assert m.ci95_rel >= half / mean * (1 - 1e-9)
+        assert m.ci95_rel >= np.median([ci_of(r) for r in confirms]) * (1 - 1e-9)
+        assert m.ci95_rel_between_sessions >= half / mean * (1 - 1e-9)
+
+
+@pytest.mark.slow
 def test_outputs_and_best_yaml_runs(branchy_tune):
     tmp, folder, _ = branchy_tune
     for name in ("front.csv", "front_p99.png", "front_energy.png", "hypervolume.png", "front.html", "best.yaml",
@@ -349,7 +374,9 @@ def test_tune_on_the_ray_fleet_writes_a_front_per_device(tmp_path):
         assert (folder / name).is_file(), name
     rows = [r for r in read_results(folder / "results.csv") if r["trial"]]
     assert rows and all(r["device_name"] == folder.name for r in rows)
-    assert len({(r["trial"], r["stage"]) for r in rows}) == len(rows)  # each trial measured once per stage
+    screened = [r["trial"] for r in rows if r["stage"] == "screen"]
+    assert len(set(screened)) == len(screened)  # each trial screened once
+    assert len({r["cell_id"] for r in rows}) == len(rows)  # each confirmation session its own cell
     for r in rows:
         assert (folder / "latency" / f"{r['cell_id']}.csv").is_file()
     assert f"{folder.name}: tune:" in out and str(folder) in out

@@ -94,6 +94,9 @@ def add_tune_options(parser: argparse.ArgumentParser) -> None:
                         help="timed seconds per screened trial (the front is re-measured with the CI stop; default 2)")
     parser.add_argument("--screen-share", type=float, default=0.7, dest="screen_share",
                         help="share of the budget spent screening before the front is re-measured (default 0.7)")
+    parser.add_argument("--confirm-sessions", type=int, default=3, dest="confirm_sessions",
+                        help="separate sessions each front member is re-measured in: its interval is then the "
+                             "t interval over them, run-to-run drift included (default 3)")
     parser.add_argument("--sampler", default="tpe", choices=SAMPLERS,
                         help="Optuna's multi-objective TPE or NSGA-II, both with constraints (default tpe)")
     parser.add_argument("--address", help="search every device of this Ray cluster (host:port, auto, or local), "
@@ -104,7 +107,7 @@ def add_tune_options(parser: argparse.ArgumentParser) -> None:
 
 
 TUNE_FLAGS = ("budget_s", "objectives", "max_p99_ms", "min_throughput", "min_agreement", "pick", "screen_time_s",
-              "screen_share", "sampler")
+              "screen_share", "confirm_sessions", "sampler")
 
 
 # how a RunConfig annotation is read from the command line (lists: comma separated)

@@ -12,7 +12,8 @@ def options_from_flags(flags: dict) -> TuneOptions:
                        constraints=Constraints(flags.get("max_p99_ms"), flags.get("min_throughput"),
                                                flags.get("min_agreement")),
                        pick=flags["pick"], screen_time_s=flags["screen_time_s"],
-                       screen_share=flags.get("screen_share", 0.7), sampler=flags["sampler"])
+                       screen_share=flags.get("screen_share", 0.7),
+                       confirm_sessions=flags.get("confirm_sessions", 3), sampler=flags["sampler"])
 
 
 def tune_main(cfg: RunConfig, flags: dict) -> int:

@@ -142,6 +142,43 @@ def hypervolume(points: list[Point], objectives: list[Objective], ref: Reference
     return float(compute_hypervolume(F[strictly_non_dominated(F)], r))
 
 
+#: what a confirmation's sessions are pooled by: the quantities a row's own ci95_rel describes
+_SESSION_CI_COLUMNS = ("throughput_items_s", "latency_ms_mean")
+
+
+def pooled(rows: list[dict], objectives: list[Objective]) -> dict:
+    """One point's separate sessions as one row: each objective the mean of the sessions' values, and
+    ci95_rel the wider of the t interval over the sessions' means (throughput and mean latency, as a row's
+    own ci95_rel; latency alone in the server scenario, whose rate is the schedule's) and the median of the
+    sessions' own intervals. A session's own interval leaves out what differs from one run to the next (a
+    VM's neighbours, the process's memory layout); the interval over sessions holds it, so a later run of
+    the point lands inside. The last session's row supplies everything else; a session that failed or
+    mismatched supplies the whole row instead (the point is then infeasible)."""
+    from infermeter.scenarios.stats import mean_ci
+
+    bad = [r for r in rows if r.get("status") != "ok"]
+    out = dict(bad[-1] if bad else rows[-1])  # a session that failed or mismatched makes the point so
+    out["confirm_sessions"] = len(rows)
+    if bad or len(rows) < 2:
+        out["ci95_rel_between_sessions"] = None
+        return out
+    for o in objectives:
+        vals = [number(r, o.column) for r in rows]
+        out[o.column] = float(np.mean(vals)) if all(v is not None for v in vals) else None
+    between = 0.0
+    columns = _SESSION_CI_COLUMNS[1:] if rows[-1].get("scenario") == "server" else _SESSION_CI_COLUMNS
+    for col in columns:
+        vals = [number(r, col) for r in rows]
+        if all(v is not None and v > 0 for v in vals):
+            mean, half = mean_ci(vals)
+            between = max(between, half / mean)
+            out[col] = mean
+    own = [ci_of(r) for r in rows]
+    out["ci95_rel_between_sessions"] = between
+    out["ci95_rel"] = max(between, float(np.median(own)))
+    return out
+
+
 def ci_of(row: dict) -> float:
     """The row's relative 95% half-width for the tie rule. A window with too few requests for an interval
     (ci95_rel inf: a slow point screened briefly) is compared by its values alone: an infinite interval

@@ -24,6 +24,10 @@ class TuneOptions:
     screen_share: float = 0.7
     #: the CI the front's members are re-measured to (--target-ci; the run's own value wins when given)
     confirm_ci: float = 0.02
+    #: separate sessions each front member is re-measured in, one round of the front after another: a
+    #: member's interval is then the t interval over its sessions' means (run-to-run drift included), never
+    #: narrower than one session's own
+    confirm_sessions: int = 3
     #: Optuna's multi-objective TPE or NSGA-II, both with constraints
     sampler: str = "tpe"
     #: after this many proposals in a row of points already measured, an unmeasured one drawn at random
@@ -38,6 +42,8 @@ class TuneOptions:
             raise BadInput(f"--screen-time-s: must be positive, got {self.screen_time_s}")
         if not 0 < self.screen_share <= 1:
             raise BadInput(f"--screen-share: a fraction in (0, 1], got {self.screen_share}")
+        if self.confirm_sessions < 1:
+            raise BadInput(f"--confirm-sessions: at least 1, got {self.confirm_sessions}")
         if self.sampler not in SAMPLERS:
             raise BadInput(f"--sampler: unknown {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
         wanted = {"max-throughput": "throughput", "min-p99": "p99", "min-energy": "energy"}.get(self.pick)

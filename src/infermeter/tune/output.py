@@ -57,7 +57,8 @@ def points_frame(outcome) -> pd.DataFrame:
         rec.update({k: p.config.get(k) for k in [*CONFIG_ORDER, *sorted(set(p.config) - set(CONFIG_ORDER))]})
         for o, v in zip(outcome.objectives, p.values, strict=True):
             rec[o.column] = v
-        rec.update({"ci95_rel": p.ci_rel, "feasible": p.feasible, "why_infeasible": p.why_infeasible,
+        rec.update({"ci95_rel": p.ci_rel, "sessions": int(p.row.get("confirm_sessions") or 1),
+                    "ci95_rel_between_sessions": p.row.get("ci95_rel_between_sessions"), "feasible": p.feasible, "why_infeasible": p.why_infeasible,
                     "on_front": p.trial in members, "strict_pareto": p.trial in strict,
                     "knee": p.trial == knee, "picked": outcome.picked is not None and p.trial == outcome.picked.trial,
                     "config": config_text(p.config), "cell_id": p.row.get("cell_id"), "status": p.row.get("status"),
@@ -259,6 +260,8 @@ def write_outputs(outcome, cfg: RunConfig, opts) -> dict[str, Path]:
         "constraints": {k: v for k, v in vars(opts.constraints).items() if v is not None},
         "scenario": cfg.scenarios[0], "target_qps": outcome.space.target_qps,
         "budget_s": outcome.budget_s, "spent_s": outcome.spent_s, "longest_session_s": outcome.longest_session_s,
+        "screen_time_s": opts.screen_time_s, "screen_share": opts.screen_share,
+        "confirm_ci": cfg.target_ci or opts.confirm_ci, "confirm_sessions": opts.confirm_sessions,
         "space": {"size": outcome.space.size(), "batch_sizes": list(outcome.space.batch_sizes),
                   "streams": list(outcome.space.streams),
                   "engines": {e.engine: {"precisions": list(e.precisions), "knobs": {k: list(v) for k, v in e.knobs.items()}}

@@ -12,7 +12,9 @@
   differ from it only in the cheap knobs (batch size, streams; trials.CHEAP_KNOBS), nearest first. Each is
   its own Optuna trial, told its own values, so the sampler learns from every cell.
 - Stages: screening measures each proposed point over a short window; the front's members are then
-  re-measured with the CI stop (--target-ci) in the rest of the budget, the knee first.
+  re-measured with the CI stop (--target-ci) in the rest of the budget, in --confirm-sessions separate
+  sessions each (round after round over the front, the knee first), pooled into one mean whose interval
+  holds the run-to-run spread a single session's interval leaves out.
 - Infeasible: a failed correctness check (status mismatch), a failed or skipped cell, or a constraint
   broken. Such a point is told to Optuna as infeasible (constraints) and is never on the front.
 """
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from infermeter.config import RunConfig
 from infermeter.errors import BadInput
-from infermeter.tune.front import Point, ci_of, front, pick
+from infermeter.tune.front import Point, ci_of, front, pick, pooled
 from infermeter.tune.objectives import objective_values
 from infermeter.tune.options import TuneOptions
 from infermeter.tune.space import TUNE_SCENARIOS, SearchSpace, build_space, point_key
@@ -96,15 +98,21 @@ def _sampler(opts: TuneOptions, seed: int, space: SearchSpace):
                                           n_startup_trials=max(3, min(10, space.size() // 10)))
 
 
-def _rows_by_trial(out_dir: Path) -> dict[tuple[int, str], dict]:
-    """results.csv rows of the tune, by (trial, stage); the last row wins."""
+def _rows_by_trial(out_dir: Path) -> dict[tuple[int, str], list[dict]]:
+    """results.csv rows of the tune, by (trial, stage), in the order written: a screening's (the last
+    wins), a confirmation's sessions."""
     from infermeter.results.writer import read_results
 
-    out: dict[tuple[int, str], dict] = {}
+    out: dict[tuple[int, str], list[dict]] = {}
     for r in read_results(out_dir / "results.csv"):
         if r.get("trial") not in (None, ""):
-            out[(int(r["trial"]), r.get("stage") or "screen")] = r
+            out.setdefault((int(r["trial"]), r.get("stage") or "screen"), []).append(r)
     return out
+
+
+def _screened(rows: dict, trial: int) -> dict | None:
+    got = rows.get((trial, "screen"))
+    return got[-1] if got else None
 
 
 class Tuner:
@@ -213,7 +221,7 @@ class Tuner:
         rows = _rows_by_trial(self.out_dir)
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             point = self.space.point_of(t.params)  # a running trial's user attributes may not be stored yet
-            row = rows.get((t.number, "screen"))
+            row = _screened(rows, t.number)
             if row is not None and point is not None:
                 self._tell(study, t, Measurement(t.number, "screen", point, row, 0.0), recovered=True, point=point)
                 self.measured[point_key(point)] = Measurement(t.number, "screen", point, row, 0.0)
@@ -228,21 +236,23 @@ class Tuner:
             self.pending.insert(0, (t.system_attrs.get("fixed_params", {}), {"requeued_from": t.number}))
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
                                                           optuna.trial.TrialState.FAIL)):
-            point, row = t.user_attrs.get("point"), rows.get((t.number, "screen"))
+            point, row = t.user_attrs.get("point"), _screened(rows, t.number)
             if point is not None and row is not None and "duplicate_of" not in t.user_attrs:
                 self.measured[point_key(point)] = Measurement(t.number, "screen", point, row,
                                                               float(t.user_attrs.get("wall_s", 0.0)))
                 self.ended[t.number] = float(t.user_attrs.get("ended_s", 0.0))
 
-    def measure_session(self, trials: list[tuple[int, dict]], stage: str) -> list[Measurement]:
-        """Measure trials of one session (same session_key) in one worker."""
+    def measure_session(self, trials: list[tuple[int, dict]], stage: str, session: int = 1,
+                        cells_left: int = 0) -> list[Measurement]:
+        """Measure trials of one session (same session_key) in one worker. A confirmation's window is capped
+        at an even share of the budget left over the cells still to confirm (cells_left, at least these)."""
         point = trials[0][1]
         if self.knobs is not None:  # device knobs are part of the session key: the same for every trial
             self.knobs.apply(point.get("power_limit_w"), point.get("locked_clocks_mhz"))
         remaining = max(self.opts.budget_s - self.elapsed(), self.opts.screen_time_s)
         ci = self.cfg.target_ci or self.opts.confirm_ci
-        ms = run_trials(self.base, trials, stage, self.prepared, screen_s=self.opts.screen_time_s, target_ci=ci,
-                        max_time_s=min(self.cfg.max_time_s, remaining / len(trials)))
+        ms = run_trials(self.base, trials, stage, self.prepared, session=session, screen_s=self.opts.screen_time_s,
+                        target_ci=ci, max_time_s=min(self.cfg.max_time_s, remaining / max(len(trials), cells_left)))
         self.longest = max(self.longest, ms[0].session_s)
         if not self.cfg.quiet:  # progress: one line per trial
             from infermeter.tune.output import config_text
@@ -253,7 +263,8 @@ class Tuner:
                                                                       objective_values(r, self.objectives) or [],
                                                                       strict=False))
                 why = self.opts.constraints.why_not(r)
-                print(f"trial {m.trial:>3} [{stage}] {config_text(m.point)} -> {vals or r.get('status')}"
+                tag = stage if session == 1 else f"{stage} {session}"
+                print(f"trial {m.trial:>3} [{tag}] {config_text(m.point)} -> {vals or r.get('status')}"
                       f"{' (infeasible: ' + why + ')' if why else ''} [{m.wall_s:.1f} s of a {m.session_s:.1f} s "
                       f"session of {m.session_trials}; {self.elapsed():.0f} of {self.opts.budget_s:g} s spent]",
                       flush=True)
@@ -399,8 +410,8 @@ class Tuner:
         for m in sorted(self.measured.values(), key=lambda m: m.trial):
             row, stage = m.row, "screen"
             confirmed = rows.get((m.trial, "confirm"))
-            if confirmed is not None and objective_values(confirmed, self.objectives) is not None:
-                row, stage = confirmed, "confirm"
+            if confirmed:  # its sessions pooled: their mean, with the interval over them
+                row, stage = pooled(confirmed, self.objectives), "confirm"
             values = objective_values(row, self.objectives)
             why = self.opts.constraints.why_not(row)
             if values is None:
@@ -409,30 +420,40 @@ class Tuner:
         return out
 
     def confirm(self, study) -> int:
-        """Re-measure the screened front with the CI stop, the knee first, while the budget lasts; returns how
-        many members it re-measured."""
+        """Re-measure the screened front with the CI stop in --confirm-sessions separate sessions each, while
+        the budget lasts: round after round over the front, the knee's session first in each, so that
+        drift over minutes reaches every member's sessions alike. Returns how many cells it measured."""
         rows = _rows_by_trial(self.out_dir)
         members = front(self.points(), self.objectives)
         first = pick(members, self.objectives, "knee")
         order = [first] + [p for p in members if p is not first] if first else []
+        done = {p.trial: len(rows.get((p.trial, "confirm"), [])) for p in order}  # sessions so far (a resume)
+        want = self.opts.confirm_sessions
         sessions: dict[tuple, list[Point]] = {}  # the knee's session first; a session's members in one worker
         for p in order:
-            if (p.trial, "confirm") not in rows:
+            if done[p.trial] < want:
                 sessions.setdefault(session_key(p.config), []).append(p)
-        left, confirmed = 0, 0
-        for todo in sessions.values():
-            if self.elapsed() >= self.opts.budget_s:
-                left += len(todo)
-                continue
-            ms = self.measure_session([(p.trial, p.config) for p in todo], "confirm")
-            study.set_user_attr("spent_s", self.elapsed())
-            confirmed += len(ms)
-            for m in ms:
-                if self.after_trial:
-                    self.after_trial(m)
-        if left:
-            self._note(f"{left} front member(s) not re-measured with the CI stop: the budget was spent "
-                       "(a larger --budget-s with --resume continues)")
+        confirmed = 0
+        for r in range(1, want + 1):
+            for todo in sessions.values():
+                todo = [p for p in todo if done[p.trial] < r]
+                if not todo or self.elapsed() >= self.opts.budget_s:
+                    continue
+                cells_left = sum(want - done[p.trial] for p in order)
+                ms = self.measure_session([(p.trial, p.config) for p in todo], "confirm", session=r,
+                                          cells_left=cells_left)
+                study.set_user_attr("spent_s", self.elapsed())
+                confirmed += len(ms)
+                for p in todo:
+                    done[p.trial] += 1
+                for m in ms:
+                    if self.after_trial:
+                        self.after_trial(m)
+        none = sum(1 for p in order if done[p.trial] == 0)
+        fewer = sum(1 for p in order if 0 < done[p.trial] < want)
+        if none or fewer:
+            self._note(f"the budget was spent with {none} front member(s) not re-measured and {fewer} re-measured "
+                       f"in fewer than {want} sessions (a larger --budget-s with --resume continues)")
         return confirmed
 
     def history(self) -> list[tuple[float, list[Point]]]:

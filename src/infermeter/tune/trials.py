@@ -75,11 +75,13 @@ class TrialSweep(Sweep):
     cell id ends in the trial number, so the per-request latency file of each trial is its own. The plan's
     cells that no trial asked for (the batch x streams product) are dropped."""
 
-    def __init__(self, cfg: RunConfig, trials: dict[tuple[int, int], int], stage: str, prepared: dict):
+    def __init__(self, cfg: RunConfig, trials: dict[tuple[int, int], int], stage: str, prepared: dict,
+                 session: int = 1):
         super().__init__(cfg)
         self.stage, self.prepared = stage, prepared
         self.trial_of: dict[str, int] = {}
-        tail = "" if stage == "screen" else f"_{stage}"
+        # a confirmation's later sessions keep their own cell ids (and per-request latency files)
+        tail = "" if stage == "screen" else f"_{stage}" + (str(session) if session > 1 else "")
         for g in self.groups:
             cells = []
             for c in g.cells:
@@ -103,10 +105,11 @@ class TrialSweep(Sweep):
         return err
 
 
-def run_trials(base: RunConfig, trials: list[tuple[int, dict]], stage: str, prepared: dict,
-               **windows) -> list[Measurement]:
+def run_trials(base: RunConfig, trials: list[tuple[int, dict]], stage: str, prepared: dict, *,
+               session: int = 1, **windows) -> list[Measurement]:
     """Measure points of one session (same session_key) in one worker, one cell each; returns each trial's
-    row (ok, mismatch, failed or skipped) with its share of the session's wall time."""
+    row (ok, mismatch, failed or skipped) with its share of the session's wall time. session: which of a
+    confirmation's repeated sessions this is (1 for the first)."""
     points = [p for _, p in trials]
     keys = {session_key(p) for p in points}
     if len(keys) != 1:
@@ -117,7 +120,7 @@ def run_trials(base: RunConfig, trials: list[tuple[int, dict]], stage: str, prep
     cfg = trial_config(base, points[0], stage, batch_sizes=sorted({b for b, _ in by_cell}),
                        streams=sorted({s for _, s in by_cell}), **windows)
     t0 = time.monotonic()
-    sweep = TrialSweep(cfg, by_cell, stage, prepared)
+    sweep = TrialSweep(cfg, by_cell, stage, prepared, session)
     try:
         sweep.run()
     except StopSweep as e:
