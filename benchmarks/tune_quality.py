@@ -12,13 +12,17 @@
    apart from re-measurement noise: the hypervolume of the configurations the tuner measured, valued by
    the grid's own measurements of them, and how far the two measurements of one configuration differ;
 5. side by side: every configuration on either front re-measured in one pass, outside both searches' time,
-   in --sessions separate sessions each (round after round, the order reversed each round), with the CI
-   stop; each front's hypervolume at those pooled values, on the same reference point. Both fronts are then
-   measured under the same conditions, minutes of drift fall on both alike, and neither keeps the luck of
-   its screening (a front picked from many short windows holds the points that screened high).
+   in --sessions separate sessions each (round after round, the order reversed each round), every window
+   the same length (--side-window-s, after screening's warm-up, as both searches measured); each front's hypervolume at the
+   sessions' means, on the same reference point, and per round. Both fronts are then measured under the
+   same conditions: a VM whose speed wanders for seconds to minutes lands its slow and fast spells on both
+   alike (equal windows give every configuration the same exposure; the CI stop would not), and neither
+   front keeps the luck of its screening (a front picked from many short windows holds the points that
+   screened high).
 
     python benchmarks/tune_quality.py [--model mobilenet_v3_large] [--engines onnxruntime,openvino,torch]
-        [--batch-sizes 1,4,16] [--size 224] [--screen-time-s 2] [--fraction 0.25] [--sessions 3] [--out DIR]
+        [--batch-sizes 1,4,16] [--size 224] [--screen-time-s 2] [--fraction 0.25] [--sessions 5]
+        [--side-window-s 3] [--out DIR]
 
 The sub-space is the tuner's own for these flags (engine x precision x batch size x threads x each
 engine's knobs); it is printed with its size. Goals: hypervolume ratio >= 0.95 at a time ratio <= 0.25.
@@ -66,9 +70,8 @@ def main() -> int:
     ap.add_argument("--fraction", type=float, default=0.25, help="tune's budget as a fraction of the grid's time")
     ap.add_argument("--screen-share", type=float, default=1.0, help="tune's share of its budget spent screening")
     ap.add_argument("--objectives", default="throughput,p99,energy")
-    ap.add_argument("--sessions", type=int, default=3, help="side by side: sessions per front configuration")
-    ap.add_argument("--confirm-max-time-s", type=float, default=10.0,
-                    help="side by side: the longest window of one session (the CI stop usually ends it sooner)")
+    ap.add_argument("--sessions", type=int, default=5, help="side by side: sessions per front configuration")
+    ap.add_argument("--side-window-s", type=float, default=3.0, help="side by side: timed seconds of every window")
     ap.add_argument("--out", default=None, help="results folder (default: a temporary one)")
     ap.add_argument("--cache-dir", default=None)
     args = ap.parse_args()
@@ -141,9 +144,8 @@ def main() -> int:
     t1 = time.monotonic()
     for r in range(1, args.sessions + 1):
         for trials in (order if r % 2 else order[::-1]):  # reversed every other round: drift falls on all alike
-            for m in run_trials(side_base, trials, "confirm", grid_tuner.prepared, session=r,
-                                screen_s=args.screen_time_s, target_ci=opts.confirm_ci,
-                                max_time_s=args.confirm_max_time_s):
+            for m in run_trials(side_base, trials, "screen", grid_tuner.prepared, session=r,
+                                screen_s=args.side_window_s, target_ci=opts.confirm_ci, max_time_s=args.side_window_s):
                 side_rows[m.trial].append(m.row)
     side_s = time.monotonic() - t1
     side: dict[tuple, Point] = {}
@@ -156,6 +158,18 @@ def main() -> int:
     side_grid = [side[point_key(p.config)] for p in grid_front]
     side_tune = [side[point_key(p.config)] for p in tune_front]
     hv_side_grid, hv_side_tune = hypervolume(side_grid, objectives, ref), hypervolume(side_tune, objectives, ref)
+
+    def round_point(i: int, r: int) -> Point:
+        row = side_rows[i][r]
+        values = objective_values(row, objectives)
+        ok = values is not None and opts.constraints.why_not(row) is None
+        return Point(i, "screen", configs[keys[i]], values or [float("nan")] * len(objectives), 0.0, ok, row)
+
+    per_round = []  # each round's own ratio: both fronts measured within the same minute or two
+    for r in range(args.sessions):
+        g = hypervolume([round_point(keys.index(point_key(p.config)), r) for p in grid_front], objectives, ref)
+        t = hypervolume([round_point(keys.index(point_key(p.config)), r) for p in tune_front], objectives, ref)
+        per_round.append(t / g if g else None)
     # how the grid front's screening compares with its re-measurement (above 1: the front kept lucky windows)
     luck = sorted(g.values[0] / side[point_key(g.config)].values[0] for g in grid_front
                   if side[point_key(g.config)].values[0])
@@ -176,6 +190,7 @@ def main() -> int:
             "sessions": args.sessions, "seconds": side_s, "configurations": len(keys),
             "hypervolume_grid": hv_side_grid, "hypervolume_tune": hv_side_tune,
             "hypervolume_ratio": hv_side_tune / hv_side_grid if hv_side_grid else None,
+            "hypervolume_ratio_per_round": per_round, "window_s": args.side_window_s,
             "grid_front_screened_over_remeasured_median": luck[len(luck) // 2] if luck else None,
             "points": [{"config": p.config, "on_grid_front": any(point_key(g.config) == k for g in grid_front),
                         "on_tune_front": any(point_key(t.config) == k for t in tune_front),
@@ -190,6 +205,7 @@ def main() -> int:
     print(f"hypervolume tune/grid, both fronts re-measured side by side ({len(keys)} configurations x "
           f"{args.sessions} sessions, {side_s:.0f} s): {hv_side_tune:.4f} / {hv_side_grid:.4f} = "
           f"{result['side_by_side']['hypervolume_ratio']:.3f}  (goal >= 0.95)")
+    print("  each round's own: " + ", ".join(f"{x:.3f}" if x is not None else "n/a" for x in per_round))
     print(f"  as each search screened its points: {hv_tune:.4f} / {hv_grid:.4f} = {result['hypervolume_ratio']:.3f}")
     if luck:
         print(f"  the grid front's screened throughput over its re-measurement: {luck[len(luck) // 2]:.3f} (median)")

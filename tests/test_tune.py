@@ -118,10 +118,11 @@ def test_the_front_is_non_dominated(branchy_tune):
            for r in feas.itertuples()]
     F, on = minimised(pts, objectives), feas["on_front"].to_numpy()
     H = half_widths(pts, F)
-    for i in np.flatnonzero(on):  # no feasible point beats a member beyond both CIs
-        assert not any(clearly_dominates(F[j], F[i], H[j], H[i]) for j in range(len(pts)) if j != i)
-    for i in np.flatnonzero(~on):  # and every point left off is clearly dominated by one
-        assert any(clearly_dominates(F[j], F[i], H[j], H[i]) for j in range(len(pts)) if j != i)
+    members = np.flatnonzero(on)
+    for i in members:  # no member beats another beyond both CIs
+        assert not any(clearly_dominates(F[j], F[i], H[j], H[i]) for j in members if j != i)
+    for i in np.flatnonzero(~on):  # and every point left off is clearly dominated by a member
+        assert any(clearly_dominates(F[j], F[i], H[j], H[i]) for j in members)
     assert feas["knee"].sum() == 1 and feas[feas["knee"]]["on_front"].all()
 
 

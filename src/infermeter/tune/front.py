@@ -4,7 +4,7 @@ hypervolume.
 Dominance with ties: point A beats B on an objective only when their 95% intervals do not overlap; A
 dominates B when it beats B on some objective and B beats A on none: a difference within the intervals is
 a tie (two points whose intervals overlap on every objective both stay on the front), and a point whose
-only advantages are ties gives way to one that is clearly better somewhere. The interval is the row's ci95_rel (the relative
+only advantages are ties gives way to a front member that is clearly better somewhere. The interval is the row's ci95_rel (the relative
 half-width of its mean latency/throughput) applied to each objective's value: the measured spread, the
 only one the row has. Only feasible points (check passed, constraints met) are ever on the front.
 """
@@ -65,17 +65,30 @@ def half_widths(points: list[Point], F: np.ndarray) -> np.ndarray:
 
 
 def front(points: list[Point], objectives: list[Objective]) -> list[Point]:
-    """Feasible points that no feasible point clearly dominates (ties within CI kept), in trial order."""
+    """Feasible points that no front member clearly dominates (ties within CI kept), in trial order.
+
+    "Clearly dominates" is not transitive: C may tie B's throughput and beat its p99, while A beats C's
+    p99 and ties its throughput but loses to B's throughput beyond both intervals. Removing every point
+    some point clearly dominates would then drop B, the fastest, for C, which is off the front itself. So
+    points give way only to points that stay: those no remaining point clearly dominates are kept, the
+    points they clearly dominate are removed, and so on until nothing changes. Every point left off is
+    then clearly dominated by a member; points caught in a cycle of the relation stay, as ties."""
     feas = [p for p in points if p.feasible]
     if not feas:
         return []
     F = minimised(feas, objectives)
     H = half_widths(feas, F)
-    keep = [p for i, p in enumerate(feas)
-            if not any(j != i and clearly_dominates(F[j], F[i], H[j], H[i]) for j in range(len(feas)))]
-    # "clearly dominates" is not transitive across objectives: wide intervals can make a cycle that beats
-    # every point; the strict Pareto set is then the front
-    return keep or [p for p, m in zip(feas, strictly_non_dominated(F), strict=True) if m]
+    n = len(feas)
+    beats = [[j != i and clearly_dominates(F[j], F[i], H[j], H[i]) for i in range(n)] for j in range(n)]
+    kept = set(range(n))
+    while True:
+        sure = {i for i in kept if not any(beats[j][i] for j in kept)}
+        if not sure:  # every point beaten by another: a cycle; the strict Pareto set is then the front
+            return [p for p, m in zip(feas, strictly_non_dominated(F), strict=True) if m]
+        gone = {i for i in kept - sure if any(beats[j][i] for j in sure)}
+        if not gone:
+            return [feas[i] for i in sorted(kept)]
+        kept -= gone
 
 
 def knee(members: list[Point], objectives: list[Objective]) -> Point | None:

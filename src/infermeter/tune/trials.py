@@ -80,8 +80,8 @@ class TrialSweep(Sweep):
         super().__init__(cfg)
         self.stage, self.prepared = stage, prepared
         self.trial_of: dict[str, int] = {}
-        # a confirmation's later sessions keep their own cell ids (and per-request latency files)
-        tail = "" if stage == "screen" else f"_{stage}" + (str(session) if session > 1 else "")
+        # a point's later sessions (a confirmation's) keep their own cell ids and per-request latency files
+        tail = ("" if stage == "screen" else f"_{stage}") + (f"_s{session}" if session > 1 else "")
         for g in self.groups:
             cells = []
             for c in g.cells:
