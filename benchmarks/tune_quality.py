@@ -39,20 +39,14 @@ import time
 from pathlib import Path
 
 from infermeter.config import RunConfig
-from infermeter.tune.front import Point, ci_of, front, hypervolume, minimised, reference_point
-from infermeter.tune.objectives import objective_values, parse_objectives
+from infermeter.tune.front import Point, front, hypervolume, measured_point, minimised, reference_point
+from infermeter.tune.objectives import parse_objectives
 from infermeter.tune.options import TuneOptions
 from infermeter.tune.space import point_key
 
 
 def _points(measurements, objectives, constraints) -> list[Point]:
-    out = []
-    for m in measurements:
-        values = objective_values(m.row, objectives)
-        why = constraints.why_not(m.row)
-        out.append(Point(m.trial, m.stage, m.point, values or [float("nan")] * len(objectives), ci_of(m.row),
-                         why is None and values is not None, m.row, why))
-    return out
+    return [measured_point(m.trial, m.stage, m.point, m.row, objectives, constraints) for m in measurements]
 
 
 def _within_ci(a: Point, b: Point, objectives) -> bool:
@@ -136,6 +130,7 @@ def main() -> int:
     tune_front = front(tune_pts, objectives)
     configs = {point_key(p.config): p.config for p in grid_front + tune_front}
     keys = list(configs)
+    index = {k: i for i, k in enumerate(keys)}
     by_session: dict[tuple, list] = {}
     for i, k in enumerate(keys):
         by_session.setdefault(session_key(configs[k]), []).append((i, configs[k]))
@@ -148,27 +143,24 @@ def main() -> int:
                                 screen_s=args.side_window_s, target_ci=opts.confirm_ci, max_time_s=args.side_window_s):
                 side_rows[m.trial].append(m.row)
     side_s = time.monotonic() - t1
-    side: dict[tuple, Point] = {}
-    for i, k in enumerate(keys):
-        row = pooled(side_rows[i], objectives)
-        values = objective_values(row, objectives)
-        why = opts.constraints.why_not(row)
-        side[k] = Point(i, "confirm", configs[k], values or [float("nan")] * len(objectives), ci_of(row),
-                        why is None and values is not None, row, why)
+    side = {k: measured_point(i, "confirm", configs[k], pooled(side_rows[i], objectives), objectives,
+                              opts.constraints) for i, k in enumerate(keys)}
     side_grid = [side[point_key(p.config)] for p in grid_front]
     side_tune = [side[point_key(p.config)] for p in tune_front]
     hv_side_grid, hv_side_tune = hypervolume(side_grid, objectives, ref), hypervolume(side_tune, objectives, ref)
 
-    def round_point(i: int, r: int) -> Point:
-        row = side_rows[i][r]
-        values = objective_values(row, objectives)
-        ok = values is not None and opts.constraints.why_not(row) is None
-        return Point(i, "screen", configs[keys[i]], values or [float("nan")] * len(objectives), 0.0, ok, row)
+    def in_round(members: list[Point], r: int) -> list[Point]:
+        """The members as measured in round r alone."""
+        out = []
+        for p in members:
+            i = index[point_key(p.config)]
+            out.append(measured_point(i, "screen", p.config, side_rows[i][r], objectives, opts.constraints))
+        return out
 
     per_round = []  # each round's own ratio: both fronts measured within the same minute or two
     for r in range(args.sessions):
-        g = hypervolume([round_point(keys.index(point_key(p.config)), r) for p in grid_front], objectives, ref)
-        t = hypervolume([round_point(keys.index(point_key(p.config)), r) for p in tune_front], objectives, ref)
+        g = hypervolume(in_round(grid_front, r), objectives, ref)
+        t = hypervolume(in_round(tune_front, r), objectives, ref)
         per_round.append(t / g if g else None)
     # how the grid front's screening compares with its re-measurement (above 1: the front kept lucky windows)
     luck = sorted(g.values[0] / side[point_key(g.config)].values[0] for g in grid_front

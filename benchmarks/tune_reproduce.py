@@ -39,7 +39,7 @@ def main() -> int:
         return 2
     picked = picked.iloc[0]
     want, want_ci = float(picked["throughput_items_s"]), float(picked["ci95_rel"])
-    sessions = int(picked["sessions"]) if "sessions" in picked and picked["sessions"] == picked["sessions"] else 1
+    sessions = int(picked["sessions"]) if pd.notna(picked.get("sessions")) else 1  # older tunes: no column
     out = Path(args.out or tempfile.mkdtemp(prefix="tune-reproduce-"))
     runs = []
     for i in range(args.repeats):

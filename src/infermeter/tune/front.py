@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infermeter.tune.objectives import Objective, number
+from infermeter.tune.objectives import Constraints, Objective, number, objective_values
 
 
 @dataclass
@@ -28,6 +28,17 @@ class Point:
     feasible: bool
     row: dict
     why_infeasible: str | None = None
+
+
+def measured_point(trial: int, stage: str, config: dict, row: dict, objectives: list[Objective],
+                   constraints: Constraints) -> Point:
+    """A results row as a point: its objective values (NaN where it has none), its interval, and whether it
+    is feasible (a row without values is not: its status says why)."""
+    values = objective_values(row, objectives)
+    why = constraints.why_not(row)
+    if values is None:
+        why = why or f"{row.get('status')}: no measurement"
+    return Point(trial, stage, config, values or [float("nan")] * len(objectives), ci_of(row), why is None, row, why)
 
 
 def minimised(points: list[Point], objectives: list[Objective]) -> np.ndarray:

@@ -58,7 +58,8 @@ def points_frame(outcome) -> pd.DataFrame:
         for o, v in zip(outcome.objectives, p.values, strict=True):
             rec[o.column] = v
         rec.update({"ci95_rel": p.ci_rel, "sessions": int(p.row.get("confirm_sessions") or 1),
-                    "ci95_rel_between_sessions": p.row.get("ci95_rel_between_sessions"), "feasible": p.feasible, "why_infeasible": p.why_infeasible,
+                    "ci95_rel_between_sessions": p.row.get("ci95_rel_between_sessions"),
+                    "feasible": p.feasible, "why_infeasible": p.why_infeasible,
                     "on_front": p.trial in members, "strict_pareto": p.trial in strict,
                     "knee": p.trial == knee, "picked": outcome.picked is not None and p.trial == outcome.picked.trial,
                     "config": config_text(p.config), "cell_id": p.row.get("cell_id"), "status": p.row.get("status"),

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from infermeter.config import RunConfig
 from infermeter.errors import BadInput
-from infermeter.tune.front import Point, ci_of, front, pick, pooled
+from infermeter.tune.front import Point, front, measured_point, pick, pooled
 from infermeter.tune.objectives import objective_values
 from infermeter.tune.options import TuneOptions
 from infermeter.tune.space import TUNE_SCENARIOS, SearchSpace, build_space, point_key
@@ -404,19 +404,17 @@ class Tuner:
                     self.after_trial(m)
         return measured
 
-    def points(self) -> list[Point]:
-        rows = _rows_by_trial(self.out_dir)
+    def points(self, rows: dict | None = None) -> list[Point]:
+        """Every measured trial, its confirmation's pooled sessions where it has them. rows: _rows_by_trial's,
+        when the caller has read them already."""
+        rows = _rows_by_trial(self.out_dir) if rows is None else rows
         out = []
         for m in sorted(self.measured.values(), key=lambda m: m.trial):
             row, stage = m.row, "screen"
             confirmed = rows.get((m.trial, "confirm"))
             if confirmed:  # its sessions pooled: their mean, with the interval over them
                 row, stage = pooled(confirmed, self.objectives), "confirm"
-            values = objective_values(row, self.objectives)
-            why = self.opts.constraints.why_not(row)
-            if values is None:
-                values, why = [float("nan")] * len(self.objectives), why or f"{row.get('status')}: no measurement"
-            out.append(Point(m.trial, stage, m.point, values, ci_of(row), why is None, row, why))
+            out.append(measured_point(m.trial, stage, m.point, row, self.objectives, self.opts.constraints))
         return out
 
     def confirm(self, study) -> int:
@@ -424,7 +422,7 @@ class Tuner:
         the budget lasts: round after round over the front, the knee's session first in each, so that
         drift over minutes reaches every member's sessions alike. Returns how many cells it measured."""
         rows = _rows_by_trial(self.out_dir)
-        members = front(self.points(), self.objectives)
+        members = front(self.points(rows), self.objectives)
         first = pick(members, self.objectives, "knee")
         order = [first] + [p for p in members if p is not first] if first else []
         done = {p.trial: len(rows.get((p.trial, "confirm"), [])) for p in order}  # sessions so far (a resume)
@@ -460,10 +458,7 @@ class Tuner:
         """The screened points known when each screening trial ended (the hypervolume-against-budget curve)."""
         out, acc = [], []
         for m in sorted(self.measured.values(), key=lambda m: m.trial):
-            values = objective_values(m.row, self.objectives)
-            why = self.opts.constraints.why_not(m.row)
-            acc.append(Point(m.trial, "screen", m.point, values or [float("nan")] * len(self.objectives),
-                             ci_of(m.row), why is None and values is not None, m.row, why))
+            acc.append(measured_point(m.trial, "screen", m.point, m.row, self.objectives, self.opts.constraints))
             out.append((self.ended.get(m.trial, 0.0), list(acc)))
         return out
 
