@@ -11,6 +11,9 @@ BENCH_ARGS ?= --batch-sizes 1,8,32 --time-s 3 --warmup-time-s 1
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.txt
+	@# the venv takes about 9 GiB (TensorFlow, torch with its CUDA libraries, OpenVINO, Ray): say so before pip fails midway
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); if [ ! -d $(VENV) ] && [ "$$free" -lt 10 ]; then \
+	  echo "make setup: .venv needs about 10 GiB free on this disk; $$free GiB are free"; exit 1; fi
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c requirements.txt -e ".[cpu]"
