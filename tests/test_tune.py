@@ -60,11 +60,14 @@ def branchy_model(tmp_path) -> Path:
 
 @pytest.fixture(scope="module")
 def branchy_tune(tmp_path_factory):
-    """Every point of a small space measured: torch and torchscript at two batch sizes, one thread count."""
+    """Every point of a small space measured: torch and torchscript at two batch sizes, one thread count. A
+    --session-ci no two sessions of a real engine meet: the front's members take sessions past the minimum."""
     tmp = tmp_path_factory.mktemp("branchy-tune")
     model = branchy_model(tmp)
     res = tune(str(model), "--engines", "torch,torchscript", "--batch-sizes", "1,4", "--num-threads", "1",
-               "--budget-s", "300", "--results-dir", str(tmp / "r"), "--cache-dir", str(tmp / "c"), *QUICK)
+               "--budget-s", "300", "--confirm-sessions", "2", "--max-confirm-sessions", "3",
+               "--session-ci", "0.0001",
+               "--results-dir", str(tmp / "r"), "--cache-dir", str(tmp / "c"), *QUICK)
     return tmp, tune_folder(tmp / "r"), res
 
 
@@ -128,27 +131,42 @@ def test_the_front_is_non_dominated(branchy_tune):
 
 @pytest.mark.slow
 def test_the_front_is_confirmed_in_separate_sessions(branchy_tune):
-    """Each front member is re-measured in --confirm-sessions worker sessions of its own; its value is their
-    mean and its interval is never narrower than the t interval over them, nor than a session's own."""
+    """Each front member is re-measured in at least --confirm-sessions worker sessions of its own; its value
+    is their mean and its interval is never narrower than the t interval over them, nor than a session's own.
+    A session past the minimum is taken only while the sessions before it disagree by more than --session-ci,
+    and stops at --max-confirm-sessions (or the budget)."""
     from infermeter.scenarios.stats import mean_ci
-    from infermeter.tune.front import ci_of
+    from infermeter.tune.front import ci_of, pooled
+    from infermeter.tune.objectives import parse_objectives
 
     _, folder, _ = branchy_tune
-    want = json.loads((folder / "tune.json").read_text())["confirm_sessions"]
-    assert want >= 2
+    summary = json.loads((folder / "tune.json").read_text())
+    want, most, target = summary["confirm_sessions"], summary["max_confirm_sessions"], summary["session_ci"]
+    assert 2 <= want < most
+    objectives = parse_objectives(",".join(o["name"] for o in summary["objectives"]))
+    spent = summary["spent_s"] >= summary["budget_s"]
     rows = [r for r in read_results(folder / "results.csv") if r["trial"]]
     members = pd.read_csv(folder / "tune_points.csv").query("on_front")
     assert len(members)
+    counts = []
     for m in members.itertuples():
-        confirms = [r for r in rows if int(r["trial"]) == m.trial and r["stage"] == "confirm"]
-        assert m.stage == "confirm" and len(confirms) == m.sessions == want, (m.trial, len(confirms))
-        assert len({r["run_id"] for r in confirms}) == want and len({r["cell_id"] for r in confirms}) == want
+        confirms = [r for r in rows if int(r["trial"]) == m.trial and r["stage"] == "confirm"]  # in session order
+        n = len(confirms)
+        counts.append(n)
+        assert m.stage == "confirm" and want <= n == m.sessions <= most, (m.trial, n)
+        assert len({r["run_id"] for r in confirms}) == n and len({r["cell_id"] for r in confirms}) == n
         thr = [float(r["throughput_items_s"]) for r in confirms]
         assert m.throughput_items_s == pytest.approx(np.mean(thr), rel=1e-9)
         mean, half = mean_ci(thr)
         assert m.ci95_rel >= half / mean * (1 - 1e-9)
         assert m.ci95_rel >= np.median([ci_of(r) for r in confirms]) * (1 - 1e-9)
         assert m.ci95_rel_between_sessions >= half / mean * (1 - 1e-9)
+        for k in range(want, n):  # every session past the minimum was asked for by the ones before it
+            assert pooled(confirms[:k], objectives)["ci95_rel_between_sessions"] > target, (m.trial, k)
+        if n < most and not spent:  # stopped early: its sessions agree
+            assert pooled(confirms, objectives)["ci95_rel_between_sessions"] <= target, m.trial
+    if not spent:  # no two real sessions agree within 0.01%: the stop was reached by the sessions' count
+        assert max(counts) == most
 
 
 @pytest.mark.slow
@@ -234,7 +252,10 @@ def test_bad_tune_input_is_one_line_and_exit_2(tmp_path):
     for args, words in ((["--scenario", "single-stream"], "tune searches one of offline, server"),
                         (["--objectives", "speed"], "--objectives: unknown speed"),
                         (["--pick", "min-energy", "--objectives", "throughput,p99"], "energy is not among"),
-                        (["--budget-s", "0"], "--budget-s: must be positive")):
+                        (["--budget-s", "0"], "--budget-s: must be positive"),
+                        (["--confirm-sessions", "3", "--max-confirm-sessions", "2"],
+                         "--max-confirm-sessions: at least --confirm-sessions (3), got 2"),
+                        (["--session-ci", "0"], "--session-ci: must be positive")):
         res = tune(MLP, "--device", "cpu", "--results-dir", str(tmp_path), *args, check=False, timeout=120)
         assert res.returncode == 2, (args, res.stderr)
         lines = res.stderr.strip().splitlines()

@@ -42,6 +42,8 @@ def test_refused_knobs_are_left_out_and_said_once(tmp_path):
     assert k.probe() == {}
     assert len(said) == 2 and all("NVML refuses" in s for s in said)
     assert nv.state()["calls"] == []
+    k.restore()  # nothing was changed: nothing is set back
+    assert nv.state()["calls"] == [] and not k.record.exists()
 
 
 def test_changes_are_restored(tmp_path):

@@ -97,6 +97,11 @@ def add_tune_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--confirm-sessions", type=int, default=3, dest="confirm_sessions",
                         help="separate sessions each front member is re-measured in: its interval is then the "
                              "t interval over them, run-to-run drift included (default 3)")
+    parser.add_argument("--session-ci", type=float, default=0.05, dest="session_ci",
+                        help="a front member whose interval over its sessions is wider than this (relative 95%% "
+                             "half-width) gets another session, while the budget lasts (default 0.05)")
+    parser.add_argument("--max-confirm-sessions", type=int, dest="max_confirm_sessions",
+                        help="at most this many sessions per front member (default twice --confirm-sessions)")
     parser.add_argument("--sampler", default="tpe", choices=SAMPLERS,
                         help="Optuna's multi-objective TPE or NSGA-II, both with constraints (default tpe)")
     parser.add_argument("--address", help="search every device of this Ray cluster (host:port, auto, or local), "
@@ -107,7 +112,7 @@ def add_tune_options(parser: argparse.ArgumentParser) -> None:
 
 
 TUNE_FLAGS = ("budget_s", "objectives", "max_p99_ms", "min_throughput", "min_agreement", "pick", "screen_time_s",
-              "screen_share", "confirm_sessions", "sampler")
+              "screen_share", "confirm_sessions", "session_ci", "max_confirm_sessions", "sampler")
 
 
 # how a RunConfig annotation is read from the command line (lists: comma separated)

@@ -13,7 +13,9 @@ def options_from_flags(flags: dict) -> TuneOptions:
                                                flags.get("min_agreement")),
                        pick=flags["pick"], screen_time_s=flags["screen_time_s"],
                        screen_share=flags.get("screen_share", 0.7),
-                       confirm_sessions=flags.get("confirm_sessions", 3), sampler=flags["sampler"])
+                       confirm_sessions=flags.get("confirm_sessions", 3),
+                       session_ci=flags.get("session_ci", 0.05),
+                       max_confirm_sessions=flags.get("max_confirm_sessions"), sampler=flags["sampler"])
 
 
 def tune_main(cfg: RunConfig, flags: dict) -> int:

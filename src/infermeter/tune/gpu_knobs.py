@@ -99,6 +99,7 @@ class GpuKnobs:
         self._put_back(self.original)
         self.original = None
         self.record.unlink(missing_ok=True)
+        atexit.unregister(self.restore)  # nothing left to put back at exit
 
     # ---- what may be set --------------------------------------------------------------------------------------
     def probe(self) -> dict[str, tuple]:

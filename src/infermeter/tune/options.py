@@ -28,6 +28,10 @@ class TuneOptions:
     #: member's interval is then the t interval over its sessions' means (run-to-run drift included), never
     #: narrower than one session's own
     confirm_sessions: int = 3
+    #: the session-level CI stop: a member whose interval over its sessions is still wider than session_ci
+    #: gets another session, up to max_confirm_sessions (None: twice confirm_sessions), while the budget lasts
+    session_ci: float = 0.05
+    max_confirm_sessions: int | None = None
     #: Optuna's multi-objective TPE or NSGA-II, both with constraints
     sampler: str = "tpe"
     #: after this many proposals in a row of points already measured, an unmeasured one drawn at random
@@ -44,6 +48,13 @@ class TuneOptions:
             raise BadInput(f"--screen-share: a fraction in (0, 1], got {self.screen_share}")
         if self.confirm_sessions < 1:
             raise BadInput(f"--confirm-sessions: at least 1, got {self.confirm_sessions}")
+        if not self.session_ci > 0:
+            raise BadInput(f"--session-ci: must be positive, got {self.session_ci}")
+        if self.max_confirm_sessions is None:
+            self.max_confirm_sessions = 2 * self.confirm_sessions
+        elif self.max_confirm_sessions < self.confirm_sessions:
+            raise BadInput(f"--max-confirm-sessions: at least --confirm-sessions ({self.confirm_sessions}), "
+                           f"got {self.max_confirm_sessions}")
         if self.sampler not in SAMPLERS:
             raise BadInput(f"--sampler: unknown {self.sampler!r}; choose from {', '.join(SAMPLERS)}")
         wanted = {"max-throughput": "throughput", "min-p99": "p99", "min-energy": "energy"}.get(self.pick)

@@ -263,6 +263,7 @@ def write_outputs(outcome, cfg: RunConfig, opts) -> dict[str, Path]:
         "budget_s": outcome.budget_s, "spent_s": outcome.spent_s, "longest_session_s": outcome.longest_session_s,
         "screen_time_s": opts.screen_time_s, "screen_share": opts.screen_share,
         "confirm_ci": cfg.target_ci or opts.confirm_ci, "confirm_sessions": opts.confirm_sessions,
+        "session_ci": opts.session_ci, "max_confirm_sessions": opts.max_confirm_sessions,
         "space": {"size": outcome.space.size(), "batch_sizes": list(outcome.space.batch_sizes),
                   "streams": list(outcome.space.streams),
                   "engines": {e.engine: {"precisions": list(e.precisions), "knobs": {k: list(v) for k, v in e.knobs.items()}}
@@ -321,7 +322,9 @@ def report_parts(folder) -> dict | None:
             for _, r in front.iterrows()]
     figs = []
     names = [o.name for o in objectives]
-    tag = "__".join("".join(c if c.isalnum() else "-" for c in part) for part in (folder.parent.name, folder.name))
+    # the results folder too: two tunes of one model on one device (say, a search and its resumed copy) apart
+    where = (folder.parent.parent.name, folder.parent.name, folder.name)
+    tag = "__".join("".join(c if c.isalnum() else "-" for c in part) for part in where)
     if "throughput" in names:
         for name, col, label in (("p99", "latency_ms_p99", "p99 latency (ms)"),
                                  ("energy", "energy_per_item_j", "energy per item (J/item)")):
@@ -332,5 +335,5 @@ def report_parts(folder) -> dict | None:
         figs.append((f"tune_hypervolume__{tag}", plot_hypervolume(hv, summary["budget_s"])[0]))
     note = (f"{summary['trials_measured']} trials, {summary['feasible']} feasible, in {summary['spent_s']:.0f} s of a "
             f"{summary['budget_s']:g} s budget; ties within CI kept on the front; " + "; ".join(summary["notes"]))
-    return {"title": f"Tune front — {folder.parent.name}/{folder.name}", "columns": cols, "body": body,
+    return {"title": f"Tune front — {'/'.join(where)}", "columns": cols, "body": body,
             "note": note[:300], "figs": figs}

@@ -14,7 +14,8 @@
 - Stages: screening measures each proposed point over a short window; the front's members are then
   re-measured with the CI stop (--target-ci) in the rest of the budget, in --confirm-sessions separate
   sessions each (round after round over the front, the knee first), pooled into one mean whose interval
-  holds the run-to-run spread a single session's interval leaves out.
+  holds the run-to-run spread a single session's interval leaves out. A member whose sessions still
+  disagree (interval over them wider than --session-ci) gets more rounds, up to --max-confirm-sessions.
 - Infeasible: a failed correctness check (status mismatch), a failed or skipped cell, or a constraint
   broken. Such a point is told to Optuna as infeasible (constraints) and is never on the front.
 """
@@ -420,29 +421,38 @@ class Tuner:
     def confirm(self, study) -> int:
         """Re-measure the screened front with the CI stop in --confirm-sessions separate sessions each, while
         the budget lasts: round after round over the front, the knee's session first in each, so that
-        drift over minutes reaches every member's sessions alike. Returns how many cells it measured."""
+        drift over minutes reaches every member's sessions alike. Then the session-level CI stop: a member
+        still on the front whose interval over its sessions is wider than --session-ci gets further rounds,
+        up to --max-confirm-sessions. Returns how many cells it measured."""
         rows = _rows_by_trial(self.out_dir)
         members = front(self.points(rows), self.objectives)
         first = pick(members, self.objectives, "knee")
         order = [first] + [p for p in members if p is not first] if first else []
         done = {p.trial: len(rows.get((p.trial, "confirm"), [])) for p in order}  # sessions so far (a resume)
-        want = self.opts.confirm_sessions
-        sessions: dict[tuple, list[Point]] = {}  # the knee's session first; a session's members in one worker
-        for p in order:
-            if done[p.trial] < want:
-                sessions.setdefault(session_key(p.config), []).append(p)
+        want, most = self.opts.confirm_sessions, self.opts.max_confirm_sessions
         confirmed = 0
-        for r in range(1, want + 1):
-            for todo in sessions.values():
-                todo = [p for p in todo if done[p.trial] < r]
-                if not todo or self.elapsed() >= self.opts.budget_s:
-                    continue
+        for r in range(1, most + 1):
+            if r <= want:
+                todo = [p for p in order if done[p.trial] < r]
                 cells_left = sum(want - done[p.trial] for p in order)
-                ms = self.measure_session([(p.trial, p.config) for p in todo], "confirm", session=r,
+            else:  # past the minimum: only members still on the front whose sessions disagree
+                rows = _rows_by_trial(self.out_dir)
+                still = {p.trial for p in front(self.points(rows), self.objectives)}
+                todo = [p for p in order if done[p.trial] < r and p.trial in still
+                        and self._sessions_disagree(rows.get((p.trial, "confirm"), []))]
+                cells_left = len(todo) * (most - r + 1)
+            sessions: dict[tuple, list[Point]] = {}  # the knee's session first; a session's members in one worker
+            for p in todo:
+                sessions.setdefault(session_key(p.config), []).append(p)
+            for group in sessions.values():
+                if self.elapsed() >= self.opts.budget_s:
+                    break
+                ms = self.measure_session([(p.trial, p.config) for p in group], "confirm", session=r,
                                           cells_left=cells_left)
                 study.set_user_attr("spent_s", self.elapsed())
                 confirmed += len(ms)
-                for p in todo:
+                cells_left -= len(group)
+                for p in group:
                     done[p.trial] += 1
                 for m in ms:
                     if self.after_trial:
@@ -452,7 +462,16 @@ class Tuner:
         if none or fewer:
             self._note(f"the budget was spent with {none} front member(s) not re-measured and {fewer} re-measured "
                        f"in fewer than {want} sessions (a larger --budget-s with --resume continues)")
+        more = sum(1 for p in order if done[p.trial] > want)
+        if more:
+            self._note(f"{more} front member(s) took more than {want} sessions: their sessions' interval was "
+                       f"wider than --session-ci {self.opts.session_ci:g}")
         return confirmed
+
+    def _sessions_disagree(self, rows: list[dict]) -> bool:
+        """Whether a point's sessions so far leave the interval over them wider than --session-ci."""
+        between = pooled(rows, self.objectives).get("ci95_rel_between_sessions") if rows else None
+        return between is not None and between > self.opts.session_ci
 
     def history(self) -> list[tuple[float, list[Point]]]:
         """The screened points known when each screening trial ended (the hypervolume-against-budget curve)."""
