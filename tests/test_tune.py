@@ -167,6 +167,9 @@ def test_the_front_is_confirmed_in_separate_sessions(branchy_tune):
             assert pooled(confirms, objectives)["ci95_rel_between_sessions"] <= target, m.trial
     if not spent:  # no two real sessions agree within 0.01%: the stop was reached by the sessions' count
         assert max(counts) == most
+    if max(counts) > want:  # said once, with the trials
+        (note,) = [n for n in summary["notes"] if f"took more than {want} sessions" in n]
+        assert all(str(t) in note for t, n in zip(members.trial, counts, strict=True) if n > want)
 
 
 @pytest.mark.slow

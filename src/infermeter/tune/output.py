@@ -23,6 +23,7 @@ import pandas as pd
 from infermeter.config import RunConfig
 from infermeter.results.writer import atomic_write_json, atomic_write_text
 from infermeter.tune.front import Point, hypervolume, reference_point, strictly_non_dominated
+from infermeter.tune.objectives import number
 
 FRONT_COLOR = "#d62728"
 DOMINATED_COLOR = "#7f7f7f"
@@ -57,7 +58,7 @@ def points_frame(outcome) -> pd.DataFrame:
         rec.update({k: p.config.get(k) for k in [*CONFIG_ORDER, *sorted(set(p.config) - set(CONFIG_ORDER))]})
         for o, v in zip(outcome.objectives, p.values, strict=True):
             rec[o.column] = v
-        rec.update({"ci95_rel": p.ci_rel, "sessions": int(p.row.get("confirm_sessions") or 1),
+        rec.update({"ci95_rel": p.ci_rel, "ci95_text": ci_text(p), "sessions": int(p.row.get("confirm_sessions") or 1),
                     "ci95_rel_between_sessions": p.row.get("ci95_rel_between_sessions"),
                     "feasible": p.feasible, "why_infeasible": p.why_infeasible,
                     "on_front": p.trial in members, "strict_pareto": p.trial in strict,
@@ -66,6 +67,15 @@ def points_frame(outcome) -> pd.DataFrame:
                     "build_s": p.row.get("build_s"), "load_s": p.row.get("load_s"), "compile_s": p.row.get("compile_s")})
         records.append(rec)
     return pd.DataFrame.from_records(records)
+
+
+def ci_text(p) -> str:
+    """A point's interval as people read it. A window too short for an interval (a slow point screened
+    briefly: ci95_rel inf in its row) has none; the tie rule compares it by its values alone (ci_rel 0)."""
+    own = number(p.row, "ci95_rel")
+    if p.stage == "screen" and (own is None or own == float("inf")):
+        return f"none ({p.row.get('iterations') or '?'} requests in the window)"
+    return f"±{100 * p.ci_rel:.1f}%"
 
 
 # ---- plots (matplotlib, each returns (fig, ax)) -----------------------------------------------------------
@@ -87,7 +97,8 @@ def plot_front(df: pd.DataFrame, x: str, y: str = "throughput_items_s", *, xlabe
     dom = df[df["feasible"] & ~df["on_front"]]
     bad = df[~df["feasible"] & df[x].notna() & df[y].notna()]
     front = df[df["on_front"]].sort_values(x)
-    ax.scatter(dom[x], dom[y], color=DOMINATED_COLOR, alpha=0.3, s=28, label=f"dominated ({len(dom)})")
+    ax.scatter(dom[x], dom[y], color=DOMINATED_COLOR, alpha=0.3, s=28,
+               label=f"off the front: beaten beyond the CIs ({len(dom)})")
     if len(bad):
         ax.scatter(bad[x], bad[y], color=INFEASIBLE_COLOR, alpha=0.35, marker="x", s=28,
                    label=f"infeasible ({len(bad)}: failed check or constraint)")
@@ -164,11 +175,11 @@ def front_html(df: pd.DataFrame, objectives, title: str) -> str:
             flag = " (knee)" if r["knee"] else ""
             why = f"<br>infeasible: {r['why_infeasible']}" if not r["feasible"] else ""
             out.append(f"trial {r['trial']}{flag}, {r['stage']}<br>{r['config'].replace(', ', '<br>')}<br>{vals}"
-                       f"<br>CI95 ±{100 * (r['ci95_rel'] or 0):.1f}%{why}")
+                       f"<br>CI95 {r['ci95_text']}{why}")
         return out
 
     groups = (("front", df[df["on_front"]], dict(color=FRONT_COLOR, size=12), 1.0),
-              ("dominated", df[df["feasible"] & ~df["on_front"]], dict(color=DOMINATED_COLOR, size=9), 0.35),
+              ("off the front", df[df["feasible"] & ~df["on_front"]], dict(color=DOMINATED_COLOR, size=9), 0.35),
               ("infeasible", df[~df["feasible"]], dict(color=INFEASIBLE_COLOR, size=9, symbol="x"), 0.35))
     for i, (xcol, xlabel) in enumerate(panels, start=1):
         for name, sub, marker, opacity in groups:
@@ -297,7 +308,7 @@ def print_front(outcome, paths: dict[str, Path]) -> None:
     for p in sorted(outcome.front, key=lambda p: -p.values[0]):
         marks = (" knee" if outcome.knee is p else "") + (" picked" if outcome.picked is p else "")
         vals = ", ".join(f"{o.name} {v:.4g}" for o, v in zip(outcome.objectives, p.values, strict=True))
-        print(f"  trial {p.trial:>3} [{p.stage}]{marks}: {config_text(p.config)} -> {vals} (CI95 ±{100 * p.ci_rel:.1f}%)")
+        print(f"  trial {p.trial:>3} [{p.stage}]{marks}: {config_text(p.config)} -> {vals} (CI95 {ci_text(p)})")
     for name, path in paths.items():
         print(f"  {name}: {path}")
 
@@ -317,7 +328,8 @@ def report_parts(folder) -> dict | None:
     front = df[df["on_front"]].sort_values(objectives[0].column, ascending=objectives[0].direction != "maximize")
     cols = ["trial", "stage", "configuration", *[o.label for o in objectives], "CI95", "mark"]
     body = [[str(r["trial"]), str(r["stage"]), str(r["config"]),
-             *[f"{r[o.column]:.4g}" for o in objectives], f"±{100 * (r['ci95_rel'] or 0):.1f}%",
+             *[f"{r[o.column]:.4g}" for o in objectives],
+             str(r["ci95_text"]) if "ci95_text" in r else f"±{100 * (r['ci95_rel'] or 0):.1f}%",
              " ".join(m for m, f in (("knee", r["knee"]), ("picked", r["picked"])) if f)]
             for _, r in front.iterrows()]
     figs = []

@@ -156,6 +156,7 @@ class Tuner:
         self.ended: dict[int, float] = {}  # trial -> seconds spent when its screening ended
         self.after_trial = None  # called with each Measurement once the study holds it (the fleet streams it)
         self.longest = 0.0  # the longest session run: what the budget may be overrun by
+        self.more_sessions: set[int] = set()  # trials given sessions past --confirm-sessions
         self.pending: list[tuple[dict, dict]] = []  # (params, user attrs) to propose before the sampler does
         self._stuck_noted = self._all_noted = False
 
@@ -462,10 +463,7 @@ class Tuner:
         if none or fewer:
             self._note(f"the budget was spent with {none} front member(s) not re-measured and {fewer} re-measured "
                        f"in fewer than {want} sessions (a larger --budget-s with --resume continues)")
-        more = sum(1 for p in order if done[p.trial] > want)
-        if more:
-            self._note(f"{more} front member(s) took more than {want} sessions: their sessions' interval was "
-                       f"wider than --session-ci {self.opts.session_ci:g}")
+        self.more_sessions.update(p.trial for p in order if done[p.trial] > want)
         return confirmed
 
     def _sessions_disagree(self, rows: list[dict]) -> bool:
@@ -498,6 +496,10 @@ class Tuner:
                 study.set_user_attr("spent_s", self.elapsed())
             if self.knobs is not None:
                 self.knobs.restore()
+        if self.more_sessions:
+            self._note(f"{len(self.more_sessions)} point(s) took more than {self.opts.confirm_sessions} sessions "
+                       f"(trials {', '.join(map(str, sorted(self.more_sessions)))}): their sessions' interval was "
+                       f"wider than --session-ci {self.opts.session_ci:g}")
         pts = self.points()
         members = front(pts, self.objectives)
         picked = pick(members, self.objectives, self.opts.pick)
