@@ -203,9 +203,14 @@ def pooled(rows: list[dict], objectives: list[Objective]) -> dict:
     return out
 
 
+def has_interval(row: dict) -> bool:
+    """Whether the row's window held enough requests for an interval (ci95_rel finite, not inf)."""
+    v = number(row, "ci95_rel")
+    return v is not None and 0 <= v < float("inf")
+
+
 def ci_of(row: dict) -> float:
     """The row's relative 95% half-width for the tie rule. A window with too few requests for an interval
     (ci95_rel inf: a slow point screened briefly) is compared by its values alone: an infinite interval
     would tie it with every point and keep it on every front."""
-    v = number(row, "ci95_rel")
-    return v if v is not None and 0 <= v < float("inf") else 0.0
+    return number(row, "ci95_rel") if has_interval(row) else 0.0

@@ -22,8 +22,7 @@ import pandas as pd
 
 from infermeter.config import RunConfig
 from infermeter.results.writer import atomic_write_json, atomic_write_text
-from infermeter.tune.front import Point, hypervolume, reference_point, strictly_non_dominated
-from infermeter.tune.objectives import number
+from infermeter.tune.front import Point, has_interval, hypervolume, reference_point, strictly_non_dominated
 
 FRONT_COLOR = "#d62728"
 DOMINATED_COLOR = "#7f7f7f"
@@ -72,8 +71,7 @@ def points_frame(outcome) -> pd.DataFrame:
 def ci_text(p) -> str:
     """A point's interval as people read it. A window too short for an interval (a slow point screened
     briefly: ci95_rel inf in its row) has none; the tie rule compares it by its values alone (ci_rel 0)."""
-    own = number(p.row, "ci95_rel")
-    if p.stage == "screen" and (own is None or own == float("inf")):
+    if p.stage == "screen" and not has_interval(p.row):
         return f"none ({p.row.get('iterations') or '?'} requests in the window)"
     return f"±{100 * p.ci_rel:.1f}%"
 

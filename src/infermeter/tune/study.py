@@ -156,7 +156,6 @@ class Tuner:
         self.ended: dict[int, float] = {}  # trial -> seconds spent when its screening ended
         self.after_trial = None  # called with each Measurement once the study holds it (the fleet streams it)
         self.longest = 0.0  # the longest session run: what the budget may be overrun by
-        self.more_sessions: set[int] = set()  # trials given sessions past --confirm-sessions
         self.pending: list[tuple[dict, dict]] = []  # (params, user attrs) to propose before the sampler does
         self._stuck_noted = self._all_noted = False
 
@@ -437,10 +436,9 @@ class Tuner:
                 todo = [p for p in order if done[p.trial] < r]
                 cells_left = sum(want - done[p.trial] for p in order)
             else:  # past the minimum: only members still on the front whose sessions disagree
-                rows = _rows_by_trial(self.out_dir)
-                still = {p.trial for p in front(self.points(rows), self.objectives)}
+                still = {p.trial: p for p in front(self.points(), self.objectives)}  # their sessions pooled
                 todo = [p for p in order if done[p.trial] < r and p.trial in still
-                        and self._sessions_disagree(rows.get((p.trial, "confirm"), []))]
+                        and self._sessions_disagree(still[p.trial].row)]
                 cells_left = len(todo) * (most - r + 1)
             sessions: dict[tuple, list[Point]] = {}  # the knee's session first; a session's members in one worker
             for p in todo:
@@ -463,12 +461,12 @@ class Tuner:
         if none or fewer:
             self._note(f"the budget was spent with {none} front member(s) not re-measured and {fewer} re-measured "
                        f"in fewer than {want} sessions (a larger --budget-s with --resume continues)")
-        self.more_sessions.update(p.trial for p in order if done[p.trial] > want)
         return confirmed
 
-    def _sessions_disagree(self, rows: list[dict]) -> bool:
-        """Whether a point's sessions so far leave the interval over them wider than --session-ci."""
-        between = pooled(rows, self.objectives).get("ci95_rel_between_sessions") if rows else None
+    def _sessions_disagree(self, row: dict) -> bool:
+        """Whether a point's pooled sessions (points()' row) leave the interval over them wider than
+        --session-ci."""
+        between = row.get("ci95_rel_between_sessions")
         return between is not None and between > self.opts.session_ci
 
     def history(self) -> list[tuple[float, list[Point]]]:
@@ -496,11 +494,12 @@ class Tuner:
                 study.set_user_attr("spent_s", self.elapsed())
             if self.knobs is not None:
                 self.knobs.restore()
-        if self.more_sessions:
-            self._note(f"{len(self.more_sessions)} point(s) took more than {self.opts.confirm_sessions} sessions "
-                       f"(trials {', '.join(map(str, sorted(self.more_sessions)))}): their sessions' interval was "
-                       f"wider than --session-ci {self.opts.session_ci:g}")
         pts = self.points()
+        more = [p.trial for p in pts if int(p.row.get("confirm_sessions") or 0) > self.opts.confirm_sessions]
+        if more:  # across resumes: counted from the sessions in results.csv
+            self._note(f"{len(more)} point(s) took more than {self.opts.confirm_sessions} sessions "
+                       f"(trials {', '.join(map(str, more))}): their sessions' interval was "
+                       f"wider than --session-ci {self.opts.session_ci:g}")
         members = front(pts, self.objectives)
         picked = pick(members, self.objectives, self.opts.pick)
         if picked is None and members:
